@@ -1,0 +1,57 @@
+// Package servicegraphconnector is a small, config-compatible stand-in for the contrib
+// Collector's servicegraph connector, built into this project's native Collector.
+//
+// Why it exists: the Go module proxy reachable from the project's machines does not serve
+// github.com/open-telemetry/opentelemetry-collector-contrib/connector/servicegraphconnector
+// (every version answers 403), so OCB cannot build it. The Docker stack runs the official
+// otel/opentelemetry-collector-contrib image, which has the real connector under the same
+// type name, so otel-collector/config.yaml is the same file in both places.
+//
+// What it does, as contrib does: it pairs a CLIENT (or PRODUCER) span with the SERVER (or
+// CONSUMER) span whose parent it is, and records one edge per pair as
+//
+//	traces_service_graph_request_total{client, server, connection_type, failed}
+//	traces_service_graph_request_failed_total{...}
+//	traces_service_graph_request_client / _server   (histograms, unit s)
+//
+// A client span carrying one of database_name_attributes (e.g. db.system=redis) is an edge
+// by itself (connection_type "database"). An edge whose other half never arrives within
+// store.ttl becomes a virtual-node edge (connection_type "virtual_node"): a client span
+// names its server by virtual_node_peer_attributes, a root server span gets client "user".
+//
+// Not implemented (rejected if configured): exponential histograms, cache_loop (series
+// are never dropped: fine for a demo's few edges), the connector's own telemetry metrics,
+// and the unpaired/dropped span counters.
+package servicegraphconnector
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/connector"
+	"go.opentelemetry.io/collector/consumer"
+)
+
+// typeStr is contrib's type name for the connector.
+const typeStr = "servicegraph"
+
+// NewFactory returns the connector factory (traces in, metrics out).
+func NewFactory() connector.Factory {
+	return connector.NewFactory(
+		component.MustNewType(typeStr),
+		createDefaultConfig,
+		connector.WithTracesToMetrics(createTracesToMetrics, component.StabilityLevelAlpha),
+	)
+}
+
+func createDefaultConfig() component.Config {
+	return &Config{
+		Store:               StoreConfig{TTL: 2 * time.Second, MaxItems: 1000},
+		StoreExpirationLoop: 2 * time.Second,
+	}
+}
+
+func createTracesToMetrics(_ context.Context, set connector.Settings, cfg component.Config, next consumer.Metrics) (connector.Traces, error) {
+	return newConnector(set.Logger, cfg.(*Config), next), nil
+}

@@ -1,0 +1,56 @@
+"""What the cache service keeps in Redis, and how.
+
+Values are strings under ``value:<key>``, lists under ``list:<key>``; hit and
+miss counts live in Redis too (hash ``stats``), so ``GET /stats`` is right
+however many workers or replicas serve it.
+"""
+
+from typing import cast
+
+from redis.asyncio import Redis
+
+_STATS = "stats"
+
+
+class CacheStore:
+    """Needs a client made with ``decode_responses=True``: Redis replies are str."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    async def get(self, key: str) -> str | None:
+        value = cast(str | None, await self._redis.get(f"value:{key}"))
+        await self._redis.hincrby(_STATS, "misses" if value is None else "hits", 1)
+        return value
+
+    async def put(self, key: str, value: str, ttl_seconds: int) -> None:
+        await self._redis.set(f"value:{key}", value, ex=ttl_seconds)
+
+    async def delete(self, key: str) -> bool:
+        return bool(await self._redis.delete(f"value:{key}"))
+
+    async def append(self, key: str, value: str, ttl_seconds: int, max_length: int) -> int:
+        """Append to a list, keep its newest ``max_length`` items, renew its TTL."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.rpush(f"list:{key}", value)
+        pipe.ltrim(f"list:{key}", -max_length, -1)
+        pipe.expire(f"list:{key}", ttl_seconds)
+        pipe.llen(f"list:{key}")
+        *_, length = await pipe.execute()
+        return int(length)
+
+    async def read_list(self, key: str, last: int | None) -> list[str]:
+        start = -last if last else 0
+        return cast(list[str], await self._redis.lrange(f"list:{key}", start, -1))
+
+    async def stats(self) -> dict[str, int]:
+        counts = cast(dict[str, str], await self._redis.hgetall(_STATS))
+        keys = await self._redis.dbsize()
+        return {
+            "hits": int(counts.get("hits", 0)),
+            "misses": int(counts.get("misses", 0)),
+            "keys": int(keys),
+        }
+
+    async def ping(self) -> None:
+        await self._redis.ping()

@@ -1,0 +1,119 @@
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from time import perf_counter
+from typing import Annotated
+
+import httpx
+from fastapi import APIRouter, Depends
+from opentelemetry import trace
+from pydantic import BaseModel
+
+from services.chat.assistant import compose_reply, reply_cache_key, thinking_delay_seconds
+from services.chat.metrics import ChatMetrics
+from services.chat.settings import ChatSettings
+from services.common.app import from_state
+from services.common.http_client import request_downstream
+from services.common.models import ChatHistory, ChatTurn, Message, SessionId
+from services.common.problems import NotFoundError
+from services.telemetry import Telemetry
+
+router = APIRouter(tags=["chat"])
+
+CacheClient = Annotated[httpx.AsyncClient, Depends(from_state("cache_client"))]
+Settings = Annotated[ChatSettings, Depends(from_state("settings"))]
+Metrics = Annotated[ChatMetrics, Depends(from_state("metrics"))]
+AppTelemetry = Annotated[Telemetry, Depends(from_state("telemetry"))]
+
+
+class ReplyRequest(BaseModel):
+    message: Message
+    session_id: SessionId | None = None
+
+
+class ReplyResponse(BaseModel):
+    session_id: str
+    reply: str
+    cached: bool
+
+
+@router.post("/replies", summary="Reply to a message, within a session")
+async def create_reply(
+    body: ReplyRequest,
+    cache: CacheClient,
+    settings: Settings,
+    metrics: Metrics,
+    telemetry: AppTelemetry,
+) -> ReplyResponse:
+    started = perf_counter()
+    if body.session_id is None:
+        session_id = uuid.uuid4().hex
+    else:
+        session_id = body.session_id
+        # Checked before anything is written: an unknown session stores nothing.
+        await _require_session(cache, session_id)
+    trace.get_current_span().set_attribute("session.id", session_id)
+
+    tracer = telemetry.tracer
+    key = reply_cache_key(body.message)
+    with tracer.start_as_current_span("chat.cache_lookup") as lookup:
+        reply = await _cached_reply(cache, key)
+        cached = reply is not None
+        lookup.set_attribute("cache.hit", cached)
+    if reply is None:
+        delay = thinking_delay_seconds(
+            body.message,
+            base_ms=settings.thinking_base_ms,
+            per_char_ms=settings.thinking_per_char_ms,
+            max_ms=settings.thinking_max_ms,
+        )
+        with tracer.start_as_current_span(
+            "chat.generate_reply",
+            attributes={"chat.message.length": len(body.message), "chat.thinking.ms": delay * 1000},
+        ):
+            await asyncio.sleep(delay)
+            reply = compose_reply(body.message)
+        await request_downstream(
+            cache,
+            "PUT",
+            f"/cache/{key}",
+            json={"value": reply, "ttl_seconds": settings.reply_ttl_seconds},
+        )
+
+    turn = ChatTurn(message=body.message, reply=reply, cached=cached, at=datetime.now(UTC))
+    await request_downstream(
+        cache,
+        "POST",
+        f"/lists/history:{session_id}",
+        json={"value": turn.model_dump_json(), "ttl_seconds": settings.history_ttl_seconds},
+    )
+    attributes = {"cache.hit": cached}
+    metrics.replies.add(1, attributes)
+    metrics.reply_latency.record(perf_counter() - started, attributes)
+    return ReplyResponse(session_id=session_id, reply=reply, cached=cached)
+
+
+@router.get("/sessions/{session_id}/history", summary="The turns of a session, oldest first")
+async def read_history(session_id: SessionId, cache: CacheClient) -> ChatHistory:
+    try:
+        response = await request_downstream(cache, "GET", f"/lists/history:{session_id}")
+    except NotFoundError as exc:
+        raise NotFoundError(f"Unknown session {session_id!r}.") from exc
+    turns = [ChatTurn.model_validate_json(value) for value in response.json()["values"]]
+    return ChatHistory(session_id=session_id, turns=turns)
+
+
+async def _require_session(cache: httpx.AsyncClient, session_id: str) -> None:
+    try:
+        await request_downstream(cache, "GET", f"/lists/history:{session_id}", params={"last": 1})
+    except NotFoundError as exc:
+        raise NotFoundError(f"Unknown session {session_id!r}.") from exc
+
+
+async def _cached_reply(cache: httpx.AsyncClient, key: str) -> str | None:
+    try:
+        response = await request_downstream(cache, "GET", f"/cache/{key}")
+    except NotFoundError:
+        return None
+    value: str = response.json()["value"]
+    return value

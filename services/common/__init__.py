@@ -1,0 +1,1 @@
+"""Code every service shares: app factory, settings, HTTP client, problem+json."""

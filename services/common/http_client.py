@@ -1,0 +1,87 @@
+"""The one HTTP client a service keeps for its downstream service.
+
+Built once per app (in its lifespan) and shared by every request: a client
+per call would pay a TCP handshake each time and leak connections.
+``request_downstream`` turns transport errors and error statuses into the
+problems of :mod:`services.common.problems`.
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from services.common.problems import (
+    PROBLEM_JSON,
+    DownstreamError,
+    DownstreamTimeoutError,
+    DownstreamUnavailableError,
+    NotFoundError,
+    ProblemError,
+)
+from services.common.settings import DownstreamSettings
+from services.telemetry import Telemetry
+
+
+@dataclass(frozen=True)
+class Downstream:
+    """The service this app calls: its client lives on ``app.state.<state_name>``.
+
+    ``open`` and ``check_ready`` are the app factory's resources and
+    readiness check.
+    """
+
+    state_name: str
+    base_url: str
+    settings: DownstreamSettings
+
+    @asynccontextmanager
+    async def open(self, app: FastAPI, telemetry: Telemetry) -> AsyncIterator[None]:
+        timeout = httpx.Timeout(
+            self.settings.read_timeout_seconds, connect=self.settings.connect_timeout_seconds
+        )
+        limits = httpx.Limits(
+            max_connections=self.settings.max_connections,
+            max_keepalive_connections=self.settings.max_connections,
+        )
+        async with httpx.AsyncClient(
+            base_url=self.base_url, timeout=timeout, limits=limits
+        ) as client:
+            telemetry.instrument_http_client(client)
+            setattr(app.state, self.state_name, client)
+            yield
+
+    async def check_ready(self, app: FastAPI) -> None:
+        """Readiness: the downstream service answers its liveness probe."""
+        await request_downstream(getattr(app.state, self.state_name), "GET", "/healthz")
+
+
+async def request_downstream(
+    client: httpx.AsyncClient, method: str, url: str, **kwargs: Any
+) -> httpx.Response:
+    """Send a request; return 2xx responses, raise a ProblemError otherwise.
+
+    A 4xx problem from downstream is about the client's own request (unknown
+    session, invalid input): it is relayed with its status and detail.
+    """
+    service = client.base_url.host
+    try:
+        response = await client.request(method, url, **kwargs)
+    except httpx.TimeoutException as exc:
+        raise DownstreamTimeoutError(f"{service} did not answer in time.") from exc
+    except httpx.TransportError as exc:
+        raise DownstreamUnavailableError(f"{service} is unreachable.") from exc
+    if response.is_success:
+        return response
+    if 400 <= response.status_code < 500 and response.headers.get("content-type") == PROBLEM_JSON:
+        problem = response.json()
+        relayed = NotFoundError if response.status_code == 404 else ProblemError
+        raise relayed(
+            str(problem.get("detail", "")),
+            status=response.status_code,
+            title=str(problem.get("title", "Bad Request")),
+        )
+    raise DownstreamError(f"{service} answered {response.status_code}.")

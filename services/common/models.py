@@ -1,0 +1,26 @@
+"""Request and response shapes that more than one service speaks."""
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, StringConstraints
+
+MAX_MESSAGE_CHARS = 2_000
+
+Message = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_MESSAGE_CHARS)
+]
+# Session ids are issued by the chat service (uuid4 hex); anything else is a typo.
+SessionId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+
+
+class ChatTurn(BaseModel):
+    message: str
+    reply: str
+    cached: bool
+    at: datetime
+
+
+class ChatHistory(BaseModel):
+    session_id: str
+    turns: list[ChatTurn]

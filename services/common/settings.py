@@ -1,0 +1,29 @@
+"""Settings shared by every service; each service subclasses with its env prefix."""
+
+from typing import Literal
+
+from pydantic import Field, PositiveFloat
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Read from environment variables, e.g. ``CHAT_LOG_LEVEL=DEBUG``.
+
+    OpenTelemetry exporters are not configured here: they read the standard
+    ``OTEL_*`` variables themselves.
+    """
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class DownstreamSettings(ServiceSettings):
+    """A service that calls another service over HTTP."""
+
+    # Connecting on a local network is quick or it is not happening at all;
+    # reading waits for the callee's own work (the chat service "thinks").
+    connect_timeout_seconds: PositiveFloat = 1.0
+    read_timeout_seconds: PositiveFloat = Field(default=5.0)
+    # Connections kept open to the downstream service, per worker.
+    max_connections: int = Field(default=100, ge=1)

@@ -1,0 +1,74 @@
+"""Logging: JSON lines on stdout and OTLP log records, both with trace ids.
+
+Only this module touches logging handlers; services use
+``logging.getLogger(__name__)``.
+"""
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.logging.handler import LoggingHandler
+from opentelemetry.sdk._logs import LoggerProvider
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, carrying the ids that link it to its trace."""
+
+    def __init__(self, service_name: str) -> None:
+        super().__init__()
+        self._service_name = service_name
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "service.name": self._service_name,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            line["trace_id"] = trace.format_trace_id(span_context.trace_id)
+            line["span_id"] = trace.format_span_id(span_context.span_id)
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+class _NotFromOpenTelemetry(logging.Filter):
+    """Keep the SDK's own messages (e.g. "failed to export") out of OTLP.
+
+    Exporting a record about a failed export would fail too, and loop; those
+    messages still reach stdout.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.name.startswith("opentelemetry")
+
+
+def attach_log_handlers(
+    service_name: str, logger_provider: LoggerProvider, level: str
+) -> list[logging.Handler]:
+    """Send root-logger records to stdout (JSON) and to the OTLP log pipeline."""
+    stdout_handler = logging.StreamHandler(sys.stdout)
+    stdout_handler.setFormatter(JsonFormatter(service_name))
+    otlp_handler = LoggingHandler(logger_provider=logger_provider)
+    otlp_handler.addFilter(_NotFromOpenTelemetry())
+    root = logging.getLogger()
+    root.setLevel(level.upper())
+    # httpx logs every request at INFO; the client spans already tell that story.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
+    handlers: list[logging.Handler] = [stdout_handler, otlp_handler]
+    for handler in handlers:
+        root.addHandler(handler)
+    return handlers
+
+
+def detach_log_handlers(handlers: list[logging.Handler]) -> None:
+    root = logging.getLogger()
+    for handler in handlers:
+        root.removeHandler(handler)
+        handler.close()

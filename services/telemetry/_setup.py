@@ -1,0 +1,233 @@
+"""Build the three providers (traces, metrics, logs) for one service process.
+
+Called from each service's app factory, so every uvicorn worker process builds
+its own providers and exporters (nothing here runs at import time, and no
+exporter thread or connection is inherited across a fork).
+"""
+
+import logging
+import os
+import uuid
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from typing import Any
+
+import httpx
+import redis.asyncio as redis
+from fastapi.telemetry import TelemetryConfig
+from opentelemetry import metrics, trace
+from opentelemetry._logs import set_logger_provider
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.instrumentation.httpx import (
+    HTTPXClientInstrumentor,
+    RequestInfo,
+    ResponseInfo,
+)
+from opentelemetry.instrumentation.redis import RedisInstrumentor
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import (
+    BatchLogRecordProcessor,
+    LogRecordExporter,
+    SimpleLogRecordProcessor,
+)
+from opentelemetry.sdk.metrics import MeterProvider, TraceBasedExemplarFilter
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+
+from services.telemetry._baggage import BaggageSpanProcessor
+from services.telemetry._logs import attach_log_handlers, detach_log_handlers
+
+SERVICE_NAMESPACE = "otel-chat-demo"
+
+# Baggage entries that become span attributes in every service (see _baggage.py).
+BAGGAGE_SPAN_ATTRIBUTES = ("client.id",)
+
+# The SDK's default is 60 s: far too slow to watch a demo's dashboards move.
+# OTEL_METRIC_EXPORT_INTERVAL, when set, wins.
+DEMO_METRIC_EXPORT_INTERVAL_MS = 5_000
+
+# The contrib HTTP and Redis instrumentations read this from the environment
+# only. "http" gives the stable http.server/client.request.duration (seconds)
+# instead of the old millisecond histograms; "database" gives db.system.name,
+# server.address and db.operation.name on Redis spans.
+SEMCONV_OPT_IN = "http,database"
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TelemetryExporters:
+    """Exporters to use instead of OTLP: tests pass in-memory ones.
+
+    They are wired synchronously (simple processors) so a test can read what
+    a request produced as soon as the response is back.
+    """
+
+    spans: SpanExporter
+    metrics: MetricReader
+    logs: LogRecordExporter
+
+
+@dataclass(kw_only=True)
+class Telemetry:
+    """The providers of one service, and the few calls that use them."""
+
+    service_name: str
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    logger_provider: LoggerProvider
+    _log_handlers: list[logging.Handler] = field(default_factory=list)
+
+    @property
+    def tracer(self) -> trace.Tracer:
+        return self.tracer_provider.get_tracer(f"services.{self.service_name}")
+
+    @property
+    def meter(self) -> metrics.Meter:
+        return self.meter_provider.get_meter(f"services.{self.service_name}")
+
+    def fastapi_config(self, *, excluded_paths: frozenset[str]) -> TelemetryConfig:
+        """Options for ``FastAPI(telemetry=...)``: FastAPI's native OpenTelemetry.
+
+        Chosen over opentelemetry-instrumentation-fastapi because it emits the
+        same stable server spans and ``http.server.request.duration`` with less
+        CPU per request, has no internal ASGI send/receive spans, and never
+        captures request headers (so no API key can leak through it).
+        Operation spans (dependencies, endpoint, serialization) are off: they
+        triple the span count of a request without telling a reader of this
+        demo anything the business spans do not.
+        """
+
+        def exclude(scope: MutableMapping[str, Any]) -> bool:
+            return scope.get("path") in excluded_paths
+
+        return {
+            "tracer_provider": self.tracer_provider,
+            "meter_provider": self.meter_provider,
+            "logger_provider": self.logger_provider,
+            "operation_spans": False,
+            "auto_configure": False,
+            "exclude": exclude,
+        }
+
+    def instrument_http_client(self, client: httpx.AsyncClient) -> None:
+        """Client spans, ``traceparent``/``baggage`` injection, client duration metrics."""
+        HTTPXClientInstrumentor.instrument_client(
+            client,
+            tracer_provider=self.tracer_provider,
+            meter_provider=self.meter_provider,
+            response_hook=_not_found_is_an_answer,
+        )
+
+    def instrument_redis(self, client: "redis.Redis") -> None:
+        """One client span per Redis command (or pipeline)."""
+        RedisInstrumentor.instrument_client(client, tracer_provider=self.tracer_provider)
+
+    def shutdown(self) -> None:
+        """Flush and stop every provider; export errors are logged, never raised."""
+        detach_log_handlers(self._log_handlers)
+        self._log_handlers.clear()
+        for provider in (self.tracer_provider, self.meter_provider, self.logger_provider):
+            try:
+                provider.shutdown()
+            except Exception:
+                _log.exception("telemetry shutdown failed for %s", type(provider).__name__)
+
+
+async def _not_found_is_an_answer(
+    span: trace.Span, request: RequestInfo, response: ResponseInfo
+) -> None:
+    """A 404 from our own services means "not there" (a cache miss, an unknown
+    session): an answer, not a failed call. Left as ERROR, every cache miss
+    would paint the trace red and count in the span-metrics error rate."""
+    if response.status_code == 404:
+        span.set_status(trace.StatusCode.OK)
+
+
+def configure_telemetry(
+    service_name: str,
+    *,
+    log_level: str = "INFO",
+    exporters: TelemetryExporters | None = None,
+) -> Telemetry:
+    """Build providers for ``service_name``; OTLP unless ``exporters`` are given.
+
+    With OTLP exporters the providers also become the process-wide (global)
+    ones, so third-party libraries that use the global API report too. With
+    injected exporters (tests) nothing global is touched, and several apps can
+    live in one process.
+    """
+    os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", SEMCONV_OPT_IN)
+    resource = _resource(service_name)
+
+    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider.add_span_processor(BaggageSpanProcessor(BAGGAGE_SPAN_ATTRIBUTES))
+    span_processor: SpanProcessor = (
+        SimpleSpanProcessor(exporters.spans)
+        if exporters
+        else BatchSpanProcessor(OTLPSpanExporter())
+    )
+    tracer_provider.add_span_processor(span_processor)
+
+    metric_reader = exporters.metrics if exporters else _otlp_metric_reader()
+    meter_provider = MeterProvider(
+        resource=resource,
+        metric_readers=[metric_reader],
+        # Measurements taken inside a sampled span keep its trace id as an
+        # exemplar: the link from a latency bucket in Grafana to a trace.
+        exemplar_filter=TraceBasedExemplarFilter(),
+    )
+
+    logger_provider = LoggerProvider(resource=resource)
+    logger_provider.add_log_record_processor(
+        SimpleLogRecordProcessor(exporters.logs)
+        if exporters
+        else BatchLogRecordProcessor(OTLPLogExporter())
+    )
+
+    if exporters is None:
+        trace.set_tracer_provider(tracer_provider)
+        metrics.set_meter_provider(meter_provider)
+        set_logger_provider(logger_provider)
+
+    telemetry = Telemetry(
+        service_name=service_name,
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        logger_provider=logger_provider,
+    )
+    telemetry._log_handlers = attach_log_handlers(service_name, logger_provider, log_level)
+    return telemetry
+
+
+def _resource(service_name: str) -> Resource:
+    """Identify the process; OTEL_RESOURCE_ATTRIBUTES may override the defaults.
+
+    service.name and service.version come from the code, so they cannot drift
+    from what actually runs. service.instance.id is unique per process, which
+    keeps the cumulative metrics of several workers apart.
+    """
+    defaults = Resource(
+        {"service.namespace": SERVICE_NAMESPACE, "deployment.environment.name": "local"}
+    )
+    return defaults.merge(
+        Resource.create(
+            {
+                "service.name": service_name,
+                "service.version": version("otel-chat-demo"),
+                "service.instance.id": str(uuid.uuid4()),
+            }
+        )
+    )
+
+
+def _otlp_metric_reader() -> MetricReader:
+    interval = (
+        None if "OTEL_METRIC_EXPORT_INTERVAL" in os.environ else DEMO_METRIC_EXPORT_INTERVAL_MS
+    )
+    return PeriodicExportingMetricReader(OTLPMetricExporter(), export_interval_millis=interval)
