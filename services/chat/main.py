@@ -3,6 +3,7 @@
 Run: ``uvicorn services.chat.main:create_app --factory --port 8001``
 """
 
+import httpx
 from fastapi import FastAPI
 
 from services.chat.metrics import ChatMetrics
@@ -14,10 +15,13 @@ from services.telemetry import TelemetryExporters
 
 
 def create_app(
-    settings: ChatSettings | None = None, *, exporters: TelemetryExporters | None = None
+    settings: ChatSettings | None = None,
+    *,
+    exporters: TelemetryExporters | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     settings = settings or ChatSettings()
-    cache = Downstream("cache_client", str(settings.cache_url), settings)
+    cache = Downstream("cache", str(settings.cache_url), settings, transport)
     return create_service_app(
         name="chat",
         description="Replies to messages; the same message again is a cache hit.",

@@ -1,10 +1,10 @@
 import asyncio
+import logging
 import uuid
 from datetime import UTC, datetime
 from time import perf_counter
 from typing import Annotated
 
-import httpx
 from fastapi import APIRouter, Depends
 from opentelemetry import trace
 from pydantic import BaseModel
@@ -13,14 +13,15 @@ from services.chat.assistant import compose_reply, reply_cache_key, thinking_del
 from services.chat.metrics import ChatMetrics
 from services.chat.settings import ChatSettings
 from services.common.app import from_state
-from services.common.http_client import request_downstream
+from services.common.http_client import ServiceClient
 from services.common.models import ChatHistory, ChatTurn, Message, SessionId
 from services.common.problems import NotFoundError
 from services.telemetry import Telemetry
 
 router = APIRouter(tags=["chat"])
+_log = logging.getLogger(__name__)
 
-CacheClient = Annotated[httpx.AsyncClient, Depends(from_state("cache_client"))]
+CacheClient = Annotated[ServiceClient, Depends(from_state("cache_client"))]
 Settings = Annotated[ChatSettings, Depends(from_state("settings"))]
 Metrics = Annotated[ChatMetrics, Depends(from_state("metrics"))]
 AppTelemetry = Annotated[Telemetry, Depends(from_state("telemetry"))]
@@ -73,21 +74,20 @@ async def create_reply(
         ):
             await asyncio.sleep(delay)
             reply = compose_reply(body.message)
-        await request_downstream(
-            cache,
+        await cache.request(
             "PUT",
             f"/cache/{key}",
             json={"value": reply, "ttl_seconds": settings.reply_ttl_seconds},
         )
 
     turn = ChatTurn(message=body.message, reply=reply, cached=cached, at=datetime.now(UTC))
-    await request_downstream(
-        cache,
+    await cache.request(
         "POST",
         f"/lists/history:{session_id}",
         json={"value": turn.model_dump_json(), "ttl_seconds": settings.history_ttl_seconds},
     )
     attributes = {"cache.hit": cached}
+    _log.info("replied in session %s (cache hit: %s)", session_id, cached)
     metrics.replies.add(1, attributes)
     metrics.reply_latency.record(perf_counter() - started, attributes)
     return ReplyResponse(session_id=session_id, reply=reply, cached=cached)
@@ -95,24 +95,32 @@ async def create_reply(
 
 @router.get("/sessions/{session_id}/history", summary="The turns of a session, oldest first")
 async def read_history(session_id: SessionId, cache: CacheClient) -> ChatHistory:
+    values = await _history_values(cache, session_id)
+    return ChatHistory(
+        session_id=session_id, turns=[ChatTurn.model_validate_json(value) for value in values]
+    )
+
+
+async def _require_session(cache: ServiceClient, session_id: str) -> None:
+    await _history_values(cache, session_id, last=1)
+
+
+async def _history_values(
+    cache: ServiceClient, session_id: str, *, last: int | None = None
+) -> list[str]:
+    """The stored turns (JSON) of a session, or its ``last`` ones; 404 if unknown."""
+    params = {"last": last} if last else None
     try:
-        response = await request_downstream(cache, "GET", f"/lists/history:{session_id}")
+        response = await cache.request("GET", f"/lists/history:{session_id}", params=params)
     except NotFoundError as exc:
         raise NotFoundError(f"Unknown session {session_id!r}.") from exc
-    turns = [ChatTurn.model_validate_json(value) for value in response.json()["values"]]
-    return ChatHistory(session_id=session_id, turns=turns)
+    values: list[str] = response.json()["values"]
+    return values
 
 
-async def _require_session(cache: httpx.AsyncClient, session_id: str) -> None:
+async def _cached_reply(cache: ServiceClient, key: str) -> str | None:
     try:
-        await request_downstream(cache, "GET", f"/lists/history:{session_id}", params={"last": 1})
-    except NotFoundError as exc:
-        raise NotFoundError(f"Unknown session {session_id!r}.") from exc
-
-
-async def _cached_reply(cache: httpx.AsyncClient, key: str) -> str | None:
-    try:
-        response = await request_downstream(cache, "GET", f"/cache/{key}")
+        response = await cache.request("GET", f"/cache/{key}")
     except NotFoundError:
         return None
     value: str = response.json()["value"]

@@ -1,9 +1,9 @@
-"""The one HTTP client a service keeps for its downstream service.
+"""The one HTTP client a service keeps for the service it calls.
 
 Built once per app (in its lifespan) and shared by every request: a client
 per call would pay a TCP handshake each time and leak connections.
-``request_downstream`` turns transport errors and error statuses into the
-problems of :mod:`services.common.problems`.
+:meth:`ServiceClient.request` turns transport errors and error statuses into
+the problems of :mod:`services.common.problems`.
 """
 
 from collections.abc import AsyncIterator
@@ -27,16 +27,57 @@ from services.telemetry import Telemetry
 
 
 @dataclass(frozen=True)
-class Downstream:
-    """The service this app calls: its client lives on ``app.state.<state_name>``.
+class ServiceClient:
+    """An HTTP client for one named service (the name goes into error details)."""
 
-    ``open`` and ``check_ready`` are the app factory's resources and
-    readiness check.
+    name: str
+    http: httpx.AsyncClient
+
+    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """Send a request; return 2xx responses, raise a ProblemError otherwise.
+
+        A 4xx problem from downstream is about the client's own request
+        (unknown session, invalid input): it is relayed with its status and
+        detail. Anything else is the downstream service's failure: 502/503/504.
+        """
+        try:
+            response = await self.http.request(method, url, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise DownstreamTimeoutError(
+                f"The {self.name} service did not answer in time."
+            ) from exc
+        except httpx.TransportError as exc:
+            raise DownstreamUnavailableError(f"The {self.name} service is unreachable.") from exc
+        if response.is_success:
+            return response
+        if response.is_client_error and response.headers.get("content-type") == PROBLEM_JSON:
+            problem = response.json()
+            relayed = NotFoundError if response.status_code == 404 else ProblemError
+            raise relayed(
+                str(problem.get("detail", "")),
+                status=response.status_code,
+                title=str(problem.get("title", "Bad Request")),
+            )
+        raise DownstreamError(f"The {self.name} service answered {response.status_code}.")
+
+
+@dataclass(frozen=True)
+class Downstream:
+    """The service this app calls; its client lives on ``app.state.<name>_client``.
+
+    ``open`` and ``check_ready`` are the app factory's resources and readiness check.
     """
 
-    state_name: str
+    name: str
     base_url: str
     settings: DownstreamSettings
+    # How requests travel: the network by default; tests pass
+    # httpx.ASGITransport(downstream_app) to chain apps in one process.
+    transport: httpx.AsyncBaseTransport | None = None
+
+    @property
+    def state_name(self) -> str:
+        return f"{self.name}_client"
 
     @asynccontextmanager
     async def open(self, app: FastAPI, telemetry: Telemetry) -> AsyncIterator[None]:
@@ -48,40 +89,13 @@ class Downstream:
             max_keepalive_connections=self.settings.max_connections,
         )
         async with httpx.AsyncClient(
-            base_url=self.base_url, timeout=timeout, limits=limits
-        ) as client:
-            telemetry.instrument_http_client(client)
-            setattr(app.state, self.state_name, client)
+            base_url=self.base_url, timeout=timeout, limits=limits, transport=self.transport
+        ) as http:
+            telemetry.instrument_http_client(http)
+            setattr(app.state, self.state_name, ServiceClient(self.name, http))
             yield
 
     async def check_ready(self, app: FastAPI) -> None:
         """Readiness: the downstream service answers its liveness probe."""
-        await request_downstream(getattr(app.state, self.state_name), "GET", "/healthz")
-
-
-async def request_downstream(
-    client: httpx.AsyncClient, method: str, url: str, **kwargs: Any
-) -> httpx.Response:
-    """Send a request; return 2xx responses, raise a ProblemError otherwise.
-
-    A 4xx problem from downstream is about the client's own request (unknown
-    session, invalid input): it is relayed with its status and detail.
-    """
-    service = client.base_url.host
-    try:
-        response = await client.request(method, url, **kwargs)
-    except httpx.TimeoutException as exc:
-        raise DownstreamTimeoutError(f"{service} did not answer in time.") from exc
-    except httpx.TransportError as exc:
-        raise DownstreamUnavailableError(f"{service} is unreachable.") from exc
-    if response.is_success:
-        return response
-    if 400 <= response.status_code < 500 and response.headers.get("content-type") == PROBLEM_JSON:
-        problem = response.json()
-        relayed = NotFoundError if response.status_code == 404 else ProblemError
-        raise relayed(
-            str(problem.get("detail", "")),
-            status=response.status_code,
-            title=str(problem.get("title", "Bad Request")),
-        )
-    raise DownstreamError(f"{service} answered {response.status_code}.")
+        client: ServiceClient = getattr(app.state, self.state_name)
+        await client.request("GET", "/healthz")

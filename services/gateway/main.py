@@ -3,6 +3,7 @@
 Run: ``uvicorn services.gateway.main:create_app --factory --port 8000``
 """
 
+import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -16,10 +17,13 @@ from services.telemetry import TelemetryExporters
 
 
 def create_app(
-    settings: GatewaySettings | None = None, *, exporters: TelemetryExporters | None = None
+    settings: GatewaySettings | None = None,
+    *,
+    exporters: TelemetryExporters | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     settings = settings or GatewaySettings()
-    chat = Downstream("chat_client", str(settings.chat_url), settings)
+    chat = Downstream("chat", str(settings.chat_url), settings, transport)
     app = create_service_app(
         name="gateway",
         description="The public chat API. Send your API key in the X-API-Key header.",

@@ -1,13 +1,13 @@
+import logging
 from typing import Annotated
 
-import httpx
 from fastapi import APIRouter, Depends, Request, Security
 from fastapi.security import APIKeyHeader
 from opentelemetry import trace
 from pydantic import BaseModel
 
 from services.common.app import from_state
-from services.common.http_client import request_downstream
+from services.common.http_client import ServiceClient
 from services.common.models import ChatHistory, Message, SessionId
 from services.common.problems import ProblemError
 from services.gateway.metrics import GatewayMetrics
@@ -16,8 +16,9 @@ from services.gateway.settings import GatewaySettings
 from services.telemetry import baggage_entries
 
 router = APIRouter(tags=["chat"])
+_log = logging.getLogger(__name__)
 
-ChatClient = Annotated[httpx.AsyncClient, Depends(from_state("chat_client"))]
+ChatClient = Annotated[ServiceClient, Depends(from_state("chat_client"))]
 Metrics = Annotated[GatewayMetrics, Depends(from_state("metrics"))]
 _api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
 
@@ -56,14 +57,13 @@ async def chat(
     # Baggage carries the client id to every downstream span (see telemetry).
     with baggage_entries({"client.id": client_id}):
         try:
-            response = await request_downstream(
-                chat_client, "POST", "/replies", json=body.model_dump()
-            )
+            response = await chat_client.request("POST", "/replies", json=body.model_dump())
         except ProblemError as exc:
             outcome = "rejected" if exc.status < 500 else "error"
             metrics.chat_requests.add(1, {"chat.outcome": outcome})
             raise
     metrics.chat_requests.add(1, {"chat.outcome": "ok"})
+    _log.info("chat request from client %s answered", client_id)
     span_context = trace.get_current_span().get_span_context()
     return ChatResponse(**response.json(), trace_id=trace.format_trace_id(span_context.trace_id))
 
@@ -73,5 +73,5 @@ async def history(
     session_id: SessionId, client_id: ClientId, chat_client: ChatClient
 ) -> ChatHistory:
     with baggage_entries({"client.id": client_id}):
-        response = await request_downstream(chat_client, "GET", f"/sessions/{session_id}/history")
+        response = await chat_client.request("GET", f"/sessions/{session_id}/history")
     return ChatHistory.model_validate_json(response.content)

@@ -1,0 +1,19 @@
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import free_port, redis_command, redis_ping, running
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def redis_url(log_dir: Path) -> Iterator[str]:
+    """A real redis-server on a free loopback port, for the whole test session."""
+    port = free_port()
+    with running("redis", redis_command(port), ready=redis_ping(port), log_dir=log_dir):
+        yield f"redis://127.0.0.1:{port}/0"

@@ -1,0 +1,126 @@
+"""The three apps chained in one process, each with in-memory exporters.
+
+Requests travel gateway -> chat -> cache through ``httpx.ASGITransport`` (no
+sockets), Redis is a real redis-server, and every span, metric and log a
+request produces can be read as soon as its response is back.
+"""
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from redis import Redis
+
+from services.cache.main import create_app as create_cache
+from services.cache.settings import CacheSettings
+from services.chat.main import create_app as create_chat
+from services.chat.settings import ChatSettings
+from services.gateway.main import create_app as create_gateway
+from services.gateway.settings import DEMO_API_KEY, GatewaySettings
+from services.telemetry import TelemetryExporters
+
+SERVICES = ("gateway", "chat", "cache")
+
+
+class _HasAttributes(Protocol):
+    @property
+    def attributes(self) -> Mapping[str, Any] | None: ...
+
+
+def attrs(item: _HasAttributes) -> dict[str, Any]:
+    """The attributes of a span or data point (the SDK types them as optional)."""
+    return dict(item.attributes or {})
+
+
+@dataclass
+class InMemoryTelemetry:
+    spans: InMemorySpanExporter = field(default_factory=InMemorySpanExporter)
+    metrics: InMemoryMetricReader = field(default_factory=InMemoryMetricReader)
+    logs: InMemoryLogRecordExporter = field(default_factory=InMemoryLogRecordExporter)
+
+    def exporters(self) -> TelemetryExporters:
+        return TelemetryExporters(spans=self.spans, metrics=self.metrics, logs=self.logs)
+
+
+@dataclass
+class Chain:
+    gateway: httpx.AsyncClient
+    telemetry: dict[str, InMemoryTelemetry]
+    redis: Redis
+
+    def spans(self, service: str) -> list[ReadableSpan]:
+        return list(self.telemetry[service].spans.get_finished_spans())
+
+    def all_spans(self) -> list[tuple[str, ReadableSpan]]:
+        return [(service, span) for service in SERVICES for span in self.spans(service)]
+
+    def logs(self) -> list[ReadableLogRecord]:
+        return [log for t in self.telemetry.values() for log in t.logs.get_finished_logs()]
+
+    def metric_points(self, service: str) -> dict[str, list[Any]]:
+        """Metric name -> its data points, as the service's reader sees them now."""
+        data = self.telemetry[service].metrics.get_metrics_data()
+        points: dict[str, list[Any]] = {}
+        for resource_metrics in data.resource_metrics if data else ():
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    points.setdefault(metric.name, []).extend(metric.data.data_points)
+        return points
+
+    async def chat(self, message: str, **extra: object) -> httpx.Response:
+        return await self.gateway.post(
+            "/chat", json={"message": message, **extra}, headers={"X-API-Key": DEMO_API_KEY}
+        )
+
+
+@pytest.fixture
+def chat_settings() -> ChatSettings:
+    return ChatSettings(thinking_base_ms=20, thinking_per_char_ms=0.5)
+
+
+@pytest.fixture
+def gateway_settings() -> GatewaySettings:
+    return GatewaySettings()
+
+
+@pytest.fixture
+async def chain(
+    redis_url: str, chat_settings: ChatSettings, gateway_settings: GatewaySettings
+) -> AsyncIterator[Chain]:
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    redis.flushdb()
+    telemetry = {service: InMemoryTelemetry() for service in SERVICES}
+    cache = create_cache(
+        CacheSettings(redis_url=redis_url), exporters=telemetry["cache"].exporters()
+    )
+    chat = create_chat(
+        chat_settings,
+        exporters=telemetry["chat"].exporters(),
+        transport=httpx.ASGITransport(app=cache),
+    )
+    gateway = create_gateway(
+        gateway_settings,
+        exporters=telemetry["gateway"].exporters(),
+        transport=httpx.ASGITransport(app=chat),
+    )
+    async with AsyncExitStack() as stack:
+        for app in (cache, chat, gateway):
+            await stack.enter_async_context(_lifespan(app))
+        client = await stack.enter_async_context(
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://gw")
+        )
+        yield Chain(gateway=client, telemetry=telemetry, redis=redis)
+    redis.close()
+
+
+def _lifespan(app: FastAPI) -> Any:
+    return app.router.lifespan_context(app)

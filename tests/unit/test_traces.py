@@ -1,0 +1,111 @@
+"""One chat request, as the three services' in-memory exporters saw it."""
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanKind, StatusCode, format_span_id, format_trace_id
+
+from tests.unit.conftest import Chain, attrs
+
+
+def _by_name(spans: list[ReadableSpan], name: str) -> list[ReadableSpan]:
+    return [span for span in spans if span.name == name]
+
+
+def _one(spans: list[ReadableSpan], name: str) -> ReadableSpan:
+    found = _by_name(spans, name)
+    assert len(found) == 1, f"{name}: {[s.name for s in spans]}"
+    return found[0]
+
+
+async def test_a_chat_request_is_one_trace_across_every_service(chain: Chain) -> None:
+    response = await chain.chat("hello there")
+    assert response.status_code == 200, response.text
+    trace_id = response.json()["trace_id"]
+    assert response.headers["x-trace-id"] == trace_id
+    assert response.headers["traceresponse"].startswith(f"00-{trace_id}-")
+
+    spans = chain.all_spans()
+    assert {format_trace_id(span.context.trace_id) for _, span in spans} == {trace_id}
+    assert {service for service, _ in spans} == {"gateway", "chat", "cache"}
+
+    gateway_server = _one(chain.spans("gateway"), "POST /chat")
+    assert gateway_server.kind is SpanKind.SERVER
+    assert gateway_server.parent is None
+    assert response.headers["traceresponse"] == (
+        f"00-{trace_id}-{format_span_id(gateway_server.context.span_id)}-"
+        f"{gateway_server.context.trace_flags:02x}"
+    )
+    gateway_client = _one(chain.spans("gateway"), "POST")
+    assert gateway_client.kind is SpanKind.CLIENT
+    assert gateway_client.parent is not None
+    assert gateway_client.parent.span_id == gateway_server.context.span_id
+
+    # Each server span's parent is its caller's client span.
+    chat_server = _one(chain.spans("chat"), "POST /replies")
+    assert chat_server.parent is not None
+    assert chat_server.parent.span_id == gateway_client.context.span_id
+    chat_clients = [s for s in chain.spans("chat") if s.kind is SpanKind.CLIENT]
+    cache_servers = [s for s in chain.spans("cache") if s.kind is SpanKind.SERVER]
+    assert len(cache_servers) == len(chat_clients) == 3  # lookup, store reply, append turn
+    client_ids = {s.context.span_id for s in chat_clients}
+    assert {s.parent.span_id for s in cache_servers if s.parent} == client_ids
+    assert {s.name for s in cache_servers} == {
+        "GET /cache/{key}",
+        "PUT /cache/{key}",
+        "POST /lists/{key}",
+    }
+
+    # Redis commands are client spans under the cache service's server spans.
+    redis_spans = [s for s in chain.spans("cache") if attrs(s).get("db.system.name") == "redis"]
+    assert redis_spans, [s.name for s in chain.spans("cache")]
+    server_ids = {s.context.span_id for s in cache_servers}
+    for span in redis_spans:
+        assert span.kind is SpanKind.CLIENT
+        assert span.parent is not None and span.parent.span_id in server_ids
+
+
+async def test_business_spans_say_what_happened(chain: Chain) -> None:
+    first = await chain.chat("tell me about metrics")
+    second = await chain.chat("Tell me   about METRICS")  # same message, normalised
+    assert first.json()["cached"] is False
+    assert second.json()["cached"] is True
+
+    lookups = _by_name(chain.spans("chat"), "chat.cache_lookup")
+    assert [attrs(span)["cache.hit"] for span in lookups] == [False, True]
+    generate = _one(chain.spans("chat"), "chat.generate_reply")  # only for the miss
+    assert attrs(generate)["chat.message.length"] == len("tell me about metrics")
+    assert float(attrs(generate)["chat.thinking.ms"]) > 0
+
+    cache_gets = _by_name(chain.spans("cache"), "GET /cache/{key}")
+    assert [attrs(span)["cache.hit"] for span in cache_gets] == [False, True]
+    # A cache miss is an answer, not an error: nothing in a good request is red.
+    assert all(span.status.status_code is not StatusCode.ERROR for _, span in chain.all_spans())
+
+    replies = _by_name(chain.spans("chat"), "POST /replies")
+    session_id = first.json()["session_id"]
+    assert all(attrs(span)["session.id"] == session_id for span in replies[:1])
+
+
+async def test_baggage_from_the_gateway_labels_downstream_spans(chain: Chain) -> None:
+    await chain.chat("hi")
+    assert attrs(_one(chain.spans("gateway"), "POST /chat"))["client.id"] == "demo-client"
+    for service in ("chat", "cache"):
+        spans = chain.spans(service)
+        assert spans
+        assert {attrs(span).get("client.id") for span in spans} == {"demo-client"}
+
+
+async def test_resource_identifies_each_service(chain: Chain) -> None:
+    await chain.chat("hi")
+    for service in ("gateway", "chat", "cache"):
+        resource = chain.spans(service)[0].resource.attributes
+        assert resource["service.name"] == service
+        assert resource["service.namespace"] == "otel-chat-demo"
+        assert resource["service.version"] == "0.1.0"
+        assert resource["deployment.environment.name"]
+        assert resource["service.instance.id"]
+
+
+async def test_health_probes_are_not_traced(chain: Chain) -> None:
+    assert (await chain.gateway.get("/healthz")).status_code == 200
+    assert (await chain.gateway.get("/readyz")).status_code == 200
+    assert chain.all_spans() == []
