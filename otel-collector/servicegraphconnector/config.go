@@ -53,7 +53,7 @@ type StoreConfig struct {
 	TTL time.Duration `mapstructure:"ttl"`
 }
 
-// Validate implements xconfmap.Validator.
+// Validate implements confmap.Validator.
 func (c *Config) Validate() error {
 	var errs []error
 	if c.Store.MaxItems <= 0 {

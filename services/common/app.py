@@ -10,6 +10,7 @@ It wires what all three services have in common, so a service's own
   response headers.
 """
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib.metadata import version
@@ -25,6 +26,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.common.problems import ProblemError, install_problem_handlers, problem_response
 from services.common.settings import ServiceSettings
 from services.telemetry import Telemetry, TelemetryExporters, configure_telemetry
+
+_log = logging.getLogger(__name__)
 
 HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
 TRACE_ID_HEADER = "X-Trace-Id"
@@ -54,7 +57,9 @@ def create_service_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             async with resources(app, telemetry):
+                _log.info("%s service started", name)
                 yield
+            _log.info("%s service stopping", name)
         finally:
             telemetry.shutdown()
 

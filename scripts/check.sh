@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Static checks of everything the stack deploys; no Docker engine needed.
+#
+#   scripts/check.sh            # every check; tools come from .tools/bin (scripts/tools.sh)
+#
+# Checks, in order:
+#   compose      docker-compose.yml loads as Compose would load it, every image pinned
+#                (.tools/bin/composecheck, compose-go)
+#   pins         .env pins vs. the native toolchain, Compose ↔ Collector environment,
+#                Tempo 3 / Loki 3.7 config lint (scripts/check_stack.py)
+#   collector    otel-collector/config.yaml validated by the built Collector
+#                (scripts/check_collector.sh)
+#   prometheus   prometheus.yml with the native targets and with the Docker ones
+#                (promtool check config)
+#   rules        alert rules parse (promtool check rules) and their unit tests pass
+#                (promtool test rules)
+#   dashboards   the committed dashboard JSON is what scripts/gen_dashboards.py makes
+#   grafana      data sources, dashboards, and every PromQL expression in them
+#                (scripts/check_grafana.py)
+#
+# A check whose tool is missing counts as failed, and says which tool to build. Set
+# CHECK_ALLOW_MISSING=1 to report such checks as skipped instead (e.g. before the
+# first `make tools`). Environment: TOOLS_DIR (default .tools), PROMTOOL, PYTHON.
+set -uo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+BIN=${TOOLS_DIR:-$REPO/.tools}/bin
+export PROMTOOL=${PROMTOOL:-$BIN/promtool}
+COMPOSECHECK=${COMPOSECHECK:-$BIN/composecheck}
+# The interpreter for the Python checks (PyYAML needed), e.g. PYTHON="uv run python".
+read -ra PY <<<"${PYTHON:-python3}"
+
+passed=() failed=() skipped=()
+
+# check NAME COMMAND... : run one check and record its outcome.
+check() {
+  local name=$1
+  shift
+  printf '\n==> %s: %s\n' "$name" "$*"
+  if "$@"; then
+    passed+=("$name")
+  else
+    failed+=("$name")
+  fi
+}
+
+# missing NAME WHAT HOW : record a check that cannot run.
+missing() {
+  printf '\n==> %s: MISSING %s (%s)\n' "$1" "$2" "$3"
+  if [[ ${CHECK_ALLOW_MISSING:-0} == 1 ]]; then skipped+=("$1"); else failed+=("$1 (missing $2)"); fi
+}
+
+have() { [[ -x $1 ]]; }
+
+# promtool check config, once per layout of the scrape targets: the native one as
+# committed, and the Docker one (targets.docker/ mounted over targets/).
+check_prometheus_config() {
+  "$PROMTOOL" check config deploy/prometheus/prometheus.yml || return 1
+  local tmp rc
+  tmp=$(mktemp -d)
+  cp deploy/prometheus/prometheus.yml "$tmp/"
+  cp -r deploy/prometheus/rules "$tmp/rules"
+  cp -r deploy/prometheus/targets.docker "$tmp/targets"
+  "$PROMTOOL" check config "$tmp/prometheus.yml"
+  rc=$?
+  rm -rf "$tmp"
+  return $rc
+}
+
+if have "$COMPOSECHECK"; then
+  check compose "$COMPOSECHECK" docker-compose.yml
+else
+  missing compose "$COMPOSECHECK" "scripts/tools.sh composecheck"
+fi
+
+check pins "${PY[@]}" scripts/check_stack.py
+
+if [[ -x scripts/check_collector.sh ]]; then
+  check collector scripts/check_collector.sh
+else
+  missing collector scripts/check_collector.sh "the Collector's own check script"
+fi
+
+if have "$PROMTOOL"; then
+  check prometheus check_prometheus_config
+  check rules "$PROMTOOL" check rules deploy/prometheus/rules/alerts.yml
+  check rule-tests "$PROMTOOL" test rules deploy/prometheus/rules/alerts.test.yml
+else
+  for name in prometheus rules rule-tests; do
+    missing "$name" "$PROMTOOL" "scripts/tools.sh prometheus"
+  done
+fi
+
+check dashboards "${PY[@]}" scripts/gen_dashboards.py --check
+
+if have "$PROMTOOL"; then
+  check grafana "${PY[@]}" scripts/check_grafana.py
+else
+  missing grafana "$PROMTOOL" "scripts/tools.sh prometheus"
+fi
+
+printf '\n==> summary: %d passed, %d failed, %d skipped\n' "${#passed[@]}" "${#failed[@]}" "${#skipped[@]}"
+for name in "${failed[@]}"; do printf '    FAILED  %s\n' "$name"; done
+for name in "${skipped[@]}"; do printf '    SKIPPED %s\n' "$name"; done
+[[ ${#failed[@]} -eq 0 ]]
