@@ -1,18 +1,13 @@
-from dataclasses import dataclass
-
-from opentelemetry.metrics import Counter, Meter
+from opentelemetry.metrics import Meter
 
 
-@dataclass(frozen=True)
 class CacheMetrics:
-    lookups: Counter
+    """``cache.lookups``: every key lookup, labelled ``cache.result`` = hit | miss.
 
-    @classmethod
-    def create(cls, meter: Meter) -> "CacheMetrics":
-        return cls(
-            lookups=meter.create_counter(
-                "cache.lookups",
-                unit="{lookup}",
-                description="Key lookups, by cache.result (hit or miss).",
-            )
+    The hit ratio on the cache dashboard is hits over all lookups.
+    """
+
+    def __init__(self, meter: Meter) -> None:
+        self.lookups = meter.create_counter(
+            "cache.lookups", unit="{lookup}", description="Key lookups, by cache.result."
         )

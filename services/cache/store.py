@@ -5,9 +5,15 @@ miss counts live in Redis too (hash ``stats``), so ``GET /stats`` is right
 however many workers or replicas serve it.
 """
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import cast
 
+from fastapi import FastAPI
 from redis.asyncio import Redis
+
+from services.cache.settings import CacheSettings
+from services.telemetry import Telemetry
 
 _STATS = "stats"
 
@@ -54,3 +60,32 @@ class CacheStore:
 
     async def ping(self) -> None:
         await self._redis.ping()
+
+
+class RedisConnection:
+    """The cache service's one dependency: a Redis connection pool.
+
+    While the app runs, ``app.state.store`` is a :class:`CacheStore` over it.
+    """
+
+    def __init__(self, settings: CacheSettings) -> None:
+        self._settings = settings
+
+    @asynccontextmanager
+    async def open(self, app: FastAPI, telemetry: Telemetry) -> AsyncIterator[None]:
+        redis = Redis.from_url(
+            str(self._settings.redis_url),
+            decode_responses=True,
+            socket_timeout=self._settings.redis_timeout_seconds,
+            socket_connect_timeout=self._settings.redis_timeout_seconds,
+        )
+        telemetry.instrument_redis(redis)
+        app.state.store = CacheStore(redis)
+        try:
+            yield
+        finally:
+            await redis.aclose()
+
+    async def check_ready(self, app: FastAPI) -> None:
+        store: CacheStore = app.state.store
+        await store.ping()

@@ -11,11 +11,13 @@ It wires what all three services have in common, so a service's own
 """
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from importlib.metadata import version
-from typing import Any
+from typing import Any, Protocol
 
+import httpx
 from fastapi import APIRouter, FastAPI, Request
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
@@ -32,31 +34,54 @@ _log = logging.getLogger(__name__)
 HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
 TRACE_ID_HEADER = "X-Trace-Id"
 
-# Opens what the service needs for its whole life (an HTTP client, a Redis
-# connection pool) and stores it on ``app.state``.
-Resources = Callable[[FastAPI, Telemetry], AbstractAsyncContextManager[None]]
-# Raises (any exception) when the service's one dependency is not usable.
-ReadinessCheck = Callable[[FastAPI], Awaitable[None]]
+
+class Dependency(Protocol):
+    """The one thing a service depends on: a downstream service, or Redis."""
+
+    def open(self, app: FastAPI, telemetry: Telemetry) -> AbstractAsyncContextManager[None]:
+        """Open it for the app's whole life (storing clients on ``app.state``)."""
+        ...
+
+    async def check_ready(self, app: FastAPI) -> None:
+        """Raise (anything) when it is not usable."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Wiring:
+    """Where an app's telemetry and outgoing requests go; tests replace both."""
+
+    # None: OTLP exporters configured by the OTEL_* environment variables.
+    exporters: TelemetryExporters | None = None
+    # None: the network. Tests pass httpx.ASGITransport(downstream_app) to
+    # chain apps in one process.
+    transport: httpx.AsyncBaseTransport | None = None
+
+
+PRODUCTION = Wiring()
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What makes a service itself; everything else is shared."""
+
+    name: str
+    description: str | None  # the OpenAPI description: the service module's docstring
+    router: APIRouter
+    # Builds the service's instruments; the result is ``app.state.metrics``.
+    metrics: Callable[[Meter], object]
 
 
 def create_service_app(
-    *,
-    name: str,
-    description: str,
-    settings: ServiceSettings,
-    router: APIRouter,
-    resources: Resources,
-    readiness: ReadinessCheck,
-    metrics: Callable[[Meter], object],
-    exporters: TelemetryExporters | None = None,
+    spec: ServiceSpec, settings: ServiceSettings, dependency: Dependency, wiring: Wiring
 ) -> FastAPI:
-    """A FastAPI app for service ``name``; ``metrics`` builds its instruments."""
-    telemetry = configure_telemetry(name, log_level=settings.log_level, exporters=exporters)
+    name = spec.name
+    telemetry = configure_telemetry(name, log_level=settings.log_level, exporters=wiring.exporters)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            async with resources(app, telemetry):
+            async with dependency.open(app, telemetry):
                 _log.info("%s service started", name)
                 yield
             _log.info("%s service stopping", name)
@@ -65,22 +90,22 @@ def create_service_app(
 
     app = FastAPI(
         title=f"otel-chat-demo {name}",
-        description=description,
+        description=spec.description or "",
         version=version("otel-chat-demo"),
         lifespan=lifespan,
         telemetry=telemetry.fastapi_config(excluded_paths=HEALTH_PATHS),
     )
     app.state.settings = settings
     app.state.telemetry = telemetry
-    app.state.metrics = metrics(telemetry.meter)
+    app.state.metrics = spec.metrics(telemetry.meter)
     install_problem_handlers(app)
     app.add_middleware(TraceResponseMiddleware)
-    app.include_router(_health_router(readiness))
-    app.include_router(router)
+    app.include_router(_health_router(dependency))
+    app.include_router(spec.router)
     return app
 
 
-def _health_router(readiness: ReadinessCheck) -> APIRouter:
+def _health_router(dependency: Dependency) -> APIRouter:
     router = APIRouter(tags=["health"])
 
     @router.get("/healthz", summary="Liveness: the process serves requests")
@@ -92,7 +117,7 @@ def _health_router(readiness: ReadinessCheck) -> APIRouter:
         try:
             # Not traced: a probe every few seconds would bury the real traces.
             with suppress_instrumentation():
-                await readiness(request.app)
+                await dependency.check_ready(request.app)
         except Exception as exc:  # any failure means "not ready", never a 500
             detail = exc.detail if isinstance(exc, ProblemError) else type(exc).__name__
             return problem_response(503, "Service Unavailable", f"Not ready: {detail}")

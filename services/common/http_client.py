@@ -14,14 +14,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from services.common.problems import (
-    PROBLEM_JSON,
-    DownstreamError,
-    DownstreamTimeoutError,
-    DownstreamUnavailableError,
-    NotFoundError,
-    ProblemError,
-)
+from services.common.problems import PROBLEM_JSON, DownstreamError, NotFoundError, ProblemError
 from services.common.settings import DownstreamSettings
 from services.telemetry import Telemetry
 
@@ -43,37 +36,31 @@ class ServiceClient:
         try:
             response = await self.http.request(method, url, **kwargs)
         except httpx.TimeoutException as exc:
-            raise DownstreamTimeoutError(
-                f"The {self.name} service did not answer in time."
-            ) from exc
+            message = f"The {self.name} service did not answer in time."
+            raise DownstreamError(504, message) from exc
         except httpx.TransportError as exc:
-            raise DownstreamUnavailableError(f"The {self.name} service is unreachable.") from exc
+            raise DownstreamError(503, f"The {self.name} service is unreachable.") from exc
         if response.is_success:
             return response
         if response.is_client_error and response.headers.get("content-type") == PROBLEM_JSON:
-            problem = response.json()
-            relayed = NotFoundError if response.status_code == 404 else ProblemError
-            raise relayed(
-                str(problem.get("detail", "")),
-                status=response.status_code,
-                title=str(problem.get("title", "Bad Request")),
-            )
-        raise DownstreamError(f"The {self.name} service answered {response.status_code}.")
+            detail = str(response.json().get("detail", ""))
+            if response.status_code == 404:
+                raise NotFoundError(detail)
+            raise ProblemError(response.status_code, detail)
+        raise DownstreamError(502, f"The {self.name} service answered {response.status_code}.")
 
 
 @dataclass(frozen=True)
 class Downstream:
-    """The service this app calls; its client lives on ``app.state.<name>_client``.
+    """The service this app calls (a Dependency of the app factory).
 
-    ``open`` and ``check_ready`` are the app factory's resources and readiness check.
+    Its client lives on ``app.state.<name>_client`` while the app runs.
     """
 
     name: str
     base_url: str
     settings: DownstreamSettings
-    # How requests travel: the network by default; tests pass
-    # httpx.ASGITransport(downstream_app) to chain apps in one process.
-    transport: httpx.AsyncBaseTransport | None = None
+    transport: httpx.AsyncBaseTransport | None = None  # see Wiring.transport
 
     @property
     def state_name(self) -> str:

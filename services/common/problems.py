@@ -2,13 +2,10 @@
 
 The exceptions a service raises on purpose::
 
-    ProblemError                 an error a client may see (status, title, detail)
-     ├── NotFoundError           404 unknown session, key, ...
-     ├── UnauthorizedError       401 missing or wrong API key
-     ├── RateLimitedError        429 too many requests from one client
-     └── DownstreamError         502 a service we call answered with an error
-          ├── DownstreamTimeoutError      504 ... or did not answer in time
-          └── DownstreamUnavailableError  503 ... or could not be reached at all
+    ProblemError          an error the client sees: status, detail (401, 429, ...)
+     ├── NotFoundError    404: no such session or key (callers catch it: a cache miss)
+     └── DownstreamError  a service we call failed: 502 bad answer, 503 unreachable,
+                          504 too slow
 
 Validation errors become 422 (400 for a body that is not JSON at all); any
 other exception becomes a 500 whose body says nothing about the internals.
@@ -16,6 +13,7 @@ other exception becomes a 500 whose body says nothing about the internals.
 
 import logging
 from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -31,52 +29,23 @@ _log = logging.getLogger(__name__)
 
 
 class ProblemError(Exception):
-    status = 500
-    title = "Internal Server Error"
-
     def __init__(
-        self,
-        detail: str,
-        *,
-        status: int | None = None,
-        title: str | None = None,
-        headers: dict[str, str] | None = None,
+        self, status: int, detail: str, *, headers: Mapping[str, str] | None = None
     ) -> None:
         super().__init__(detail)
+        self.status = status
+        self.title = HTTPStatus(status).phrase
         self.detail = detail
-        self.status = status or self.status
-        self.title = title or self.title
-        self.headers = headers or {}
+        self.headers = dict(headers or {})
 
 
 class NotFoundError(ProblemError):
-    status = 404
-    title = "Not Found"
-
-
-class UnauthorizedError(ProblemError):
-    status = 401
-    title = "Unauthorized"
-
-
-class RateLimitedError(ProblemError):
-    status = 429
-    title = "Too Many Requests"
+    def __init__(self, detail: str) -> None:
+        super().__init__(404, detail)
 
 
 class DownstreamError(ProblemError):
-    status = 502
-    title = "Bad Gateway"
-
-
-class DownstreamTimeoutError(DownstreamError):
-    status = 504
-    title = "Gateway Timeout"
-
-
-class DownstreamUnavailableError(DownstreamError):
-    status = 503
-    title = "Service Unavailable"
+    """Not the client's fault: logged, and recorded on the server span."""
 
 
 def problem_response(
@@ -113,7 +82,7 @@ def problem_for(request: Request, exc: ProblemError) -> Response:
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    title = "Not Found" if exc.status_code == 404 else "HTTP Error"
+    title = HTTPStatus(exc.status_code).phrase
     return problem_response(exc.status_code, title, str(exc.detail), headers=exc.headers)
 
 

@@ -1,18 +1,13 @@
-from dataclasses import dataclass
-
-from opentelemetry.metrics import Counter, Meter
+from opentelemetry.metrics import Meter
 
 
-@dataclass(frozen=True)
 class GatewayMetrics:
-    chat_requests: Counter
+    """``chat.requests``: chat requests by ``chat.outcome``.
 
-    @classmethod
-    def create(cls, meter: Meter) -> "GatewayMetrics":
-        return cls(
-            chat_requests=meter.create_counter(
-                "chat.requests",
-                unit="{request}",
-                description="Chat requests by chat.outcome: ok, rejected (4xx) or error (5xx).",
-            )
+    ok, rejected (the client's fault: 4xx) or error (ours or downstream: 5xx).
+    """
+
+    def __init__(self, meter: Meter) -> None:
+        self.chat_requests = meter.create_counter(
+            "chat.requests", unit="{request}", description="Chat requests, by chat.outcome."
         )

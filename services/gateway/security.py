@@ -6,9 +6,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from services.common.problems import RateLimitedError, UnauthorizedError
+from services.common.problems import ProblemError
 
 API_KEY_HEADER = "X-API-Key"
+_ASK = {"WWW-Authenticate": "ApiKey"}  # how a 401 says which credentials it wants
 
 
 def client_for_key(api_key: str | None, api_keys: dict[str, str]) -> str:
@@ -18,16 +19,13 @@ def client_for_key(api_key: str | None, api_keys: dict[str, str]) -> str:
     how much of a guessed key was right.
     """
     if not api_key:
-        raise UnauthorizedError(
-            f"Send your API key in the {API_KEY_HEADER} header.",
-            headers={"WWW-Authenticate": "ApiKey"},
-        )
+        raise ProblemError(401, f"Send your API key in the {API_KEY_HEADER} header.", headers=_ASK)
     client_id = None
     for known_key, known_client in api_keys.items():
         if hmac.compare_digest(api_key.encode(), known_key.encode()):
             client_id = known_client
     if client_id is None:
-        raise UnauthorizedError("Unknown API key.", headers={"WWW-Authenticate": "ApiKey"})
+        raise ProblemError(401, "Unknown API key.", headers=_ASK)
     return client_id
 
 
@@ -51,7 +49,8 @@ class RateLimiter:
         if tokens < 1:
             self._buckets[client_id] = (tokens, now)
             retry_after = math.ceil((1 - tokens) * 60 / self.per_minute)
-            raise RateLimitedError(
+            raise ProblemError(
+                429,
                 f"More than {self.per_minute} requests per minute.",
                 headers={"Retry-After": str(retry_after)},
             )

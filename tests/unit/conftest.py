@@ -24,6 +24,7 @@ from services.cache.main import create_app as create_cache
 from services.cache.settings import CacheSettings
 from services.chat.main import create_app as create_chat
 from services.chat.settings import ChatSettings
+from services.common.app import Wiring
 from services.gateway.main import create_app as create_gateway
 from services.gateway.settings import DEMO_API_KEY, GatewaySettings
 from services.telemetry import TelemetryExporters
@@ -47,8 +48,11 @@ class InMemoryTelemetry:
     metrics: InMemoryMetricReader = field(default_factory=InMemoryMetricReader)
     logs: InMemoryLogRecordExporter = field(default_factory=InMemoryLogRecordExporter)
 
-    def exporters(self) -> TelemetryExporters:
-        return TelemetryExporters(spans=self.spans, metrics=self.metrics, logs=self.logs)
+    def wiring(self, downstream: FastAPI | None = None) -> Wiring:
+        """In-memory exporters; requests to ``downstream`` stay in this process."""
+        exporters = TelemetryExporters(spans=self.spans, metrics=self.metrics, logs=self.logs)
+        transport = httpx.ASGITransport(app=downstream) if downstream else None
+        return Wiring(exporters=exporters, transport=transport)
 
 
 @dataclass
@@ -99,19 +103,9 @@ async def chain(
     redis = Redis.from_url(redis_url, decode_responses=True)
     redis.flushdb()
     telemetry = {service: InMemoryTelemetry() for service in SERVICES}
-    cache = create_cache(
-        CacheSettings(redis_url=redis_url), exporters=telemetry["cache"].exporters()
-    )
-    chat = create_chat(
-        chat_settings,
-        exporters=telemetry["chat"].exporters(),
-        transport=httpx.ASGITransport(app=cache),
-    )
-    gateway = create_gateway(
-        gateway_settings,
-        exporters=telemetry["gateway"].exporters(),
-        transport=httpx.ASGITransport(app=chat),
-    )
+    cache = create_cache(CacheSettings(redis_url=redis_url), telemetry["cache"].wiring())
+    chat = create_chat(chat_settings, telemetry["chat"].wiring(downstream=cache))
+    gateway = create_gateway(gateway_settings, telemetry["gateway"].wiring(downstream=chat))
     async with AsyncExitStack() as stack:
         for app in (cache, chat, gateway):
             await stack.enter_async_context(_lifespan(app))

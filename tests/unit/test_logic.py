@@ -8,7 +8,7 @@ from services.chat.assistant import (
     reply_cache_key,
     thinking_delay_seconds,
 )
-from services.common.problems import RateLimitedError, UnauthorizedError
+from services.common.problems import ProblemError
 from services.gateway.security import RateLimiter, client_for_key
 
 
@@ -34,8 +34,9 @@ def test_api_keys_map_to_client_ids() -> None:
     keys = {"k1": "alice", "k2": "bob"}
     assert client_for_key("k2", keys) == "bob"
     for bad in (None, "", "k3", "k1 "):
-        with pytest.raises(UnauthorizedError):
+        with pytest.raises(ProblemError) as rejected:
             client_for_key(bad, keys)
+        assert rejected.value.status == 401
 
 
 def test_rate_limiter_refills_smoothly_per_client() -> None:
@@ -43,11 +44,12 @@ def test_rate_limiter_refills_smoothly_per_client() -> None:
     limiter = RateLimiter(per_minute=2, clock=lambda: now[0])
     limiter.check("alice")
     limiter.check("alice")
-    with pytest.raises(RateLimitedError) as rejected:
+    with pytest.raises(ProblemError) as rejected:
         limiter.check("alice")
+    assert rejected.value.status == 429
     assert rejected.value.headers["Retry-After"] == "30"
     limiter.check("bob")  # another client has its own bucket
     now[0] = 30.0  # half a minute: one token back
     limiter.check("alice")
-    with pytest.raises(RateLimitedError):
+    with pytest.raises(ProblemError, match="per minute"):
         limiter.check("alice")
