@@ -1,0 +1,95 @@
+"""``python -m devstack up|down|ps|logs``: the native stack behind ``make dev``."""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from devstack.native import REPO, NativeStack, Ports
+
+RUN_DIR = Path(os.environ.get("DEVSTACK_RUN_DIR", REPO / ".run"))
+
+
+def up(detach: bool) -> int:
+    if (existing := NativeStack.load(RUN_DIR)) and existing.running:
+        print(f"already running ({RUN_DIR / 'state.json'}); `make down` first", file=sys.stderr)
+        return 1
+    stack = NativeStack(RUN_DIR, Ports())
+    stopping = threading.Event()
+    # Stop cleanly on Ctrl-C and on `kill`, wherever start() is.
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    try:
+        stack.start()
+    except (Exception, KeyboardInterrupt) as exc:
+        stack.stop()
+        print(f"native stack failed to start: {exc}", file=sys.stderr)
+        return 1
+    print("native stack ready (logs in .run/logs/):")
+    for name, url in stack.urls().items():
+        print(f"  {name:<14} {url}")
+    print(
+        '  try: curl -s localhost:8000/chat -H "X-API-Key: demo-key" '
+        "-H 'Content-Type: application/json' -d '{\"message\": \"hello\"}'"
+    )
+    if detach:
+        print("stop it with `make down`")
+        return 0
+    print("Ctrl-C stops everything")
+    try:
+        stopping.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("stopping ...")
+        stack.stop()
+    return 0
+
+
+def down() -> int:
+    stack = NativeStack.load(RUN_DIR)
+    if stack is None:
+        print("no native stack is running")
+        return 0
+    names = ", ".join(r.name for r in stack.running) or "nothing left"
+    print(f"stopping {names}")
+    stack.stop()
+    return 0
+
+
+def ps() -> int:
+    stack = NativeStack.load(RUN_DIR)
+    if stack is None or not stack.running:
+        print("no native stack is running")
+        return 0
+    for process in stack.running:
+        print(f"{process.name:<14} pid {process.pid:<8} log {process.log}")
+    return 0
+
+
+def logs() -> int:
+    files = sorted(str(p) for p in (RUN_DIR / "logs").glob("*.log"))
+    if not files:
+        print("no logs yet")
+        return 0
+    return subprocess.call(["tail", "-n", "20", "-F", *files])  # noqa: S607 (tail from PATH)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    start = commands.add_parser("up", help="start the native stack (foreground: Ctrl-C stops)")
+    start.add_argument("--detach", action="store_true", help="return once it is ready")
+    commands.add_parser("down", help="stop the detached native stack")
+    commands.add_parser("ps", help="list its processes")
+    commands.add_parser("logs", help="follow its logs")
+    args = parser.parse_args()
+    if args.command == "up":
+        return up(args.detach)
+    return {"down": down, "ps": ps, "logs": logs}[args.command]()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

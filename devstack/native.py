@@ -1,0 +1,294 @@
+"""The native stack: the Docker compose pipeline with Apache-licensed stand-ins.
+
+==============  ==========================  ========================================
+Docker service  native process              why
+==============  ==========================  ========================================
+redis           redis-server (Debian)       the same server
+gateway, chat,  uvicorn, from .venv         the same code and settings
+cache
+otel-collector  .tools/bin/otelcol (OCB)    the same otel-collector/config.yaml,
+                                            endpoints from environment variables
+tempo           .tools/bin/jaeger (v2)      stores OTLP traces, answers by trace id
+loki            .tools/bin/victoria-logs    stores OTLP logs, queries by trace_id
+prometheus      .tools/bin/prometheus       the same Prometheus 3, prometheus.yml
+                                            and alert rules
+grafana         (none)                      AGPL, and needs a browser anyway: the
+                                            backends' own APIs and UIs stand in
+==============  ==========================  ========================================
+
+Tempo, Loki and Grafana are AGPL-licensed and are never built here. Every
+process binds to 127.0.0.1; logs go to ``<run_dir>/logs/<name>.log``.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from devstack.processes import (
+    Probe,
+    free_port,
+    http_ok,
+    redis_ping,
+    start,
+    stop_pid,
+    wait_ready,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+TOOLS_BIN = Path(os.environ.get("TOOLS_DIR", REPO / ".tools")) / "bin"
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Every port the native stack listens on (all on 127.0.0.1)."""
+
+    gateway: int = 8000
+    chat: int = 8001
+    cache: int = 8002
+    # Not 6379: leave a Redis the machine may already run alone.
+    redis: int = 6380
+    otlp_grpc: int = 4317
+    otlp_http: int = 4318
+    collector_health: int = 13133
+    collector_metrics: int = 8888
+    prometheus: int = 9090
+    jaeger_query: int = 16686
+    jaeger_query_grpc: int = 16685
+    jaeger_otlp_grpc: int = 14317
+    jaeger_otlp_http: int = 14318
+    jaeger_health: int = 13134
+    jaeger_metrics: int = 8889
+    victoria_logs: int = 9428
+
+    @classmethod
+    def free(cls) -> "Ports":
+        """A free port for everything: a test stack beside a running ``make dev``."""
+        return cls(**{f.name: free_port() for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    command: list[str]
+    ready: Probe
+    env: dict[str, str] = field(default_factory=dict)
+    # Shown once the stack is up.
+    url: str | None = None
+    # The first start of a Go binary from a cold disk cache can be slow.
+    timeout: float = 60
+
+
+def components(ports: Ports, run_dir: Path) -> list[Component]:
+    """Everything to start, in order: stores, then the Collector, then the services."""
+    data = run_dir / "data"
+    loopback = "http://127.0.0.1"
+    collector_env = {
+        "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports.otlp_grpc}",
+        "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{ports.otlp_http}",
+        "HEALTH_CHECK_ENDPOINT": f"127.0.0.1:{ports.collector_health}",
+        "OTELCOL_TELEMETRY_HOST": "127.0.0.1",
+        "OTELCOL_TELEMETRY_PORT": str(ports.collector_metrics),
+        "TRACES_OTLP_ENDPOINT": f"127.0.0.1:{ports.jaeger_otlp_grpc}",
+        "METRICS_OTLP_ENDPOINT": f"{loopback}:{ports.prometheus}/api/v1/otlp/v1/metrics",
+        "LOGS_OTLP_ENDPOINT": f"{loopback}:{ports.victoria_logs}/insert/opentelemetry/v1/logs",
+        "DEPLOYMENT_ENVIRONMENT": "native",
+    }
+    jaeger_env = {
+        "JAEGER_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports.jaeger_otlp_grpc}",
+        "JAEGER_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{ports.jaeger_otlp_http}",
+        "JAEGER_QUERY_HTTP_ENDPOINT": f"127.0.0.1:{ports.jaeger_query}",
+        "JAEGER_QUERY_GRPC_ENDPOINT": f"127.0.0.1:{ports.jaeger_query_grpc}",
+        "JAEGER_HEALTH_ENDPOINT": f"127.0.0.1:{ports.jaeger_health}",
+        "JAEGER_TELEMETRY_PORT": str(ports.jaeger_metrics),
+    }
+    service_env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"{loopback}:{ports.otlp_http}",
+        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=native",
+        "GATEWAY_CHAT_URL": f"{loopback}:{ports.chat}",
+        "CHAT_CACHE_URL": f"{loopback}:{ports.cache}",
+        "CACHE_REDIS_URL": f"redis://127.0.0.1:{ports.redis}/0",
+    }
+    prometheus_config = _prometheus_overlay(run_dir, ports)
+
+    def service(name: str, port: int) -> Component:
+        command = [sys.executable, "-m", "uvicorn", f"services.{name}.main:create_app"]
+        command += ["--factory", "--host", "127.0.0.1", "--port", str(port)]
+        return Component(
+            name,
+            command,
+            http_ok(f"{loopback}:{port}/readyz"),
+            env=service_env,
+            url=f"{loopback}:{port}/docs",
+        )
+
+    return [
+        Component(
+            "redis",
+            ["redis-server", "--port", str(ports.redis), "--bind", "127.0.0.1", "--save", ""],
+            redis_ping(ports.redis),
+        ),
+        Component(
+            "jaeger",
+            [str(TOOLS_BIN / "jaeger"), "--config", str(REPO / "deploy/jaeger/config.yaml")],
+            http_ok(f"{loopback}:{ports.jaeger_health}/status"),
+            env=jaeger_env,
+            url=f"{loopback}:{ports.jaeger_query}/api/services",
+        ),
+        Component(
+            "victoria-logs",
+            [
+                str(TOOLS_BIN / "victoria-logs"),
+                f"-httpListenAddr=127.0.0.1:{ports.victoria_logs}",
+                f"-storageDataPath={data / 'victoria-logs'}",
+                "-retentionPeriod=7d",
+            ],
+            http_ok(f"{loopback}:{ports.victoria_logs}/health"),
+            url=f"{loopback}:{ports.victoria_logs}/select/vmui/",
+        ),
+        Component(
+            "prometheus",
+            [
+                str(TOOLS_BIN / "prometheus"),
+                f"--config.file={prometheus_config}",
+                f"--storage.tsdb.path={data / 'prometheus'}",
+                f"--web.listen-address=127.0.0.1:{ports.prometheus}",
+                "--web.enable-otlp-receiver",
+                "--enable-feature=exemplar-storage",
+            ],
+            http_ok(f"{loopback}:{ports.prometheus}/-/ready"),
+            url=f"{loopback}:{ports.prometheus}/api/v1/alerts",
+        ),
+        Component(
+            "otel-collector",
+            [str(TOOLS_BIN / "otelcol"), f"--config={REPO / 'otel-collector/config.yaml'}"],
+            http_ok(f"{loopback}:{ports.collector_health}/"),
+            env=collector_env,
+        ),
+        service("cache", ports.cache),
+        service("chat", ports.chat),
+        service("gateway", ports.gateway),
+    ]
+
+
+def _prometheus_overlay(run_dir: Path, ports: Ports) -> Path:
+    """deploy/prometheus as it is, but for the Collector target's port.
+
+    prometheus.yml reads its Collector targets from targets/*.yml beside it (the
+    Docker stack mounts its own); here that one file is written with the port in
+    use, next to a copy of prometheus.yml and the rules.
+    """
+    overlay = run_dir / "prometheus"
+    shutil.rmtree(overlay, ignore_errors=True)
+    (overlay / "targets").mkdir(parents=True)
+    deploy = REPO / "deploy/prometheus"
+    shutil.copy(deploy / "prometheus.yml", overlay / "prometheus.yml")
+    shutil.copytree(deploy / "rules", overlay / "rules")
+    (overlay / "targets/otel-collector.yml").write_text(
+        f'- targets: ["127.0.0.1:{ports.collector_metrics}"]\n'
+    )
+    return overlay / "prometheus.yml"
+
+
+@dataclass
+class Running:
+    """A started process, as recorded in ``<run_dir>/state.json``."""
+
+    name: str
+    pid: int
+    command: list[str]
+    log: str
+
+
+class NativeStack:
+    """Start the components in order, each once the one before is ready."""
+
+    def __init__(self, run_dir: Path, ports: Ports | None = None) -> None:
+        self.run_dir = run_dir
+        self.ports = ports or Ports()
+        self.running: list[Running] = []
+
+    @property
+    def state_file(self) -> Path:
+        return self.run_dir / "state.json"
+
+    def start(self) -> None:
+        missing = [tool for tool in _TOOLS if not (TOOLS_BIN / tool).exists()]
+        if missing:
+            raise RuntimeError(f"missing {missing} in {TOOLS_BIN}: run `make tools`")
+        for component in components(self.ports, self.run_dir):
+            log_path = self.run_dir / "logs" / f"{component.name}.log"
+            process = start(component.command, log_path=log_path, env=component.env, cwd=REPO)
+            self.running.append(
+                Running(component.name, process.pid, component.command, str(log_path))
+            )
+            self._save()
+            wait_ready(
+                component.name,
+                process,
+                component.ready,
+                log_path=log_path,
+                timeout=component.timeout,
+            )
+
+    def stop(self) -> None:
+        """Stop what this stack started, newest first (services before the Collector
+        before the stores, so the last telemetry still has somewhere to go)."""
+        for process in reversed(self.running):
+            stop_pid(process.pid)
+        self.running.clear()
+        self.state_file.unlink(missing_ok=True)
+
+    def urls(self) -> dict[str, str]:
+        return {c.name: c.url for c in components(self.ports, self.run_dir) if c.url}
+
+    def _save(self) -> None:
+        state = {"ports": asdict(self.ports), "running": [asdict(r) for r in self.running]}
+        self.state_file.write_text(json.dumps(state, indent=2))
+
+    @classmethod
+    def load(cls, run_dir: Path) -> "NativeStack | None":
+        """The detached stack recorded in ``run_dir``, keeping only processes that
+        are still the ones we started (a pid can be reused by another program)."""
+        state_file = run_dir / "state.json"
+        if not state_file.exists():
+            return None
+        state = json.loads(state_file.read_text())
+        stack = cls(run_dir, Ports(**state["ports"]))
+        stack.running = [r for r in (Running(**raw) for raw in state["running"]) if _is_ours(r)]
+        return stack
+
+
+_TOOLS = ("otelcol", "prometheus", "jaeger", "victoria-logs")
+
+
+def _is_ours(process: Running) -> bool:
+    try:
+        cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc (macOS): ask ps
+        result = subprocess.run(
+            ["ps", "-p", str(process.pid), "-o", "command="],  # noqa: S607 (ps from PATH)
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return result.stdout.strip().startswith(process.command[0])
+    return bool(cmdline) and cmdline[0].decode(errors="replace") == process.command[0]
+
+
+@contextmanager
+def native_stack(run_dir: Path, ports: Ports | None = None) -> Iterator[NativeStack]:
+    """The whole stack for the duration of a block (tests), stopped in any case."""
+    stack = NativeStack(run_dir, ports)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
