@@ -80,21 +80,23 @@ def check_pins() -> None:
         if got != expected:
             fail(where, f"PROMETHEUS_IMAGE tag {got} != {expected}, the release tools/prometheus/go.mod builds")
 
-    # Collector: same release as the OCB manifest (image tags carry no `v`).
+    # Collector: same release as the OCB manifest, whose dist.version is the release of
+    # the contrib distribution it mirrors (image tags carry no `v`).
     manifest = REPO / "otel-collector" / "builder-config.yaml"
+    where_manifest = str(manifest.relative_to(REPO))
     if not manifest.exists():
-        fail(str(manifest.relative_to(REPO)), "missing, cannot compare COLLECTOR_IMAGE with it")
+        fail(where_manifest, "missing, cannot compare COLLECTOR_IMAGE with it")
         return
     text = manifest.read_text(encoding="utf-8")
-    versions = set(re.findall(r"go\.opentelemetry\.io/collector/\S+ v(0\.\d+)\.\d+", text))
-    contrib = set(re.findall(r"opentelemetry-collector-contrib/\S+ v(0\.\d+)\.\d+", text))
-    releases = versions | contrib
+    dist_version = str(((yaml.safe_load(text) or {}).get("dist") or {}).get("version", "")).lstrip("v")
+    minors = set(re.findall(r" v(0\.\d+)\.\d+\s*$", text, flags=re.M))
     got = image_tag(env.get("COLLECTOR_IMAGE", "")) or ""
-    got_release = ".".join(got.split(".")[:2])
-    if len(releases) != 1:
-        fail(str(manifest.relative_to(REPO)), f"components of several releases: {sorted(releases)}")
-    elif got_release not in releases:
-        fail(where, f"COLLECTOR_IMAGE {got} is not release {releases.pop()}.x of builder-config.yaml")
+    if not dist_version:
+        fail(where_manifest, "no dist.version")
+    elif got != dist_version:
+        fail(where, f"COLLECTOR_IMAGE tag {got} != dist.version {dist_version} of {where_manifest}")
+    if len(minors) > 1:
+        fail(where_manifest, f"components of several releases: {sorted(minors)}")
 
 
 def load_yaml(path: Path) -> Any:

@@ -36,7 +36,7 @@ from opentelemetry.sdk._logs.export import (
 from opentelemetry.sdk.metrics import MeterProvider, TraceBasedExemplarFilter
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 
 from services.telemetry._baggage import BaggageSpanProcessor
@@ -163,16 +163,11 @@ def configure_telemetry(
     live in one process.
     """
     os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", SEMCONV_OPT_IN)
+    # The SDK's own metrics (otel.sdk.processor.span.processed,
+    # otel.sdk.exporter.span.exported, ... with error.type when data is dropped
+    # or an export fails): how a demo proves that no telemetry was lost.
+    os.environ.setdefault("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
     resource = _resource(service_name)
-
-    tracer_provider = TracerProvider(resource=resource)
-    tracer_provider.add_span_processor(BaggageSpanProcessor(BAGGAGE_SPAN_ATTRIBUTES))
-    span_processor: SpanProcessor = (
-        SimpleSpanProcessor(exporters.spans)
-        if exporters
-        else BatchSpanProcessor(OTLPSpanExporter())
-    )
-    tracer_provider.add_span_processor(span_processor)
 
     metric_reader = exporters.metrics if exporters else _otlp_metric_reader()
     meter_provider = MeterProvider(
@@ -183,11 +178,23 @@ def configure_telemetry(
         exemplar_filter=TraceBasedExemplarFilter(),
     )
 
+    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider.add_span_processor(BaggageSpanProcessor(BAGGAGE_SPAN_ATTRIBUTES))
+    tracer_provider.add_span_processor(
+        SimpleSpanProcessor(exporters.spans)
+        if exporters
+        else BatchSpanProcessor(
+            OTLPSpanExporter(meter_provider=meter_provider), meter_provider=meter_provider
+        )
+    )
+
     logger_provider = LoggerProvider(resource=resource)
     logger_provider.add_log_record_processor(
         SimpleLogRecordProcessor(exporters.logs)
         if exporters
-        else BatchLogRecordProcessor(OTLPLogExporter())
+        else BatchLogRecordProcessor(
+            OTLPLogExporter(meter_provider=meter_provider), meter_provider=meter_provider
+        )
     )
 
     if exporters is None:
