@@ -23,7 +23,6 @@ process binds to 127.0.0.1; logs go to ``<run_dir>/logs/<name>.log``.
 import json
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,8 +33,10 @@ from devstack.processes import (
     Probe,
     free_port,
     http_ok,
+    port_is_free,
     redis_ping,
     start,
+    start_time,
     stop_pid,
     wait_ready,
 )
@@ -114,7 +115,7 @@ def components(ports: Ports, run_dir: Path) -> list[Component]:
         "CHAT_CACHE_URL": f"{loopback}:{ports.cache}",
         "CACHE_REDIS_URL": f"redis://127.0.0.1:{ports.redis}/0",
     }
-    prometheus_config = _prometheus_overlay(run_dir, ports)
+    prometheus_config = run_dir / "prometheus/prometheus.yml"  # see write_prometheus_config
 
     def service(name: str, port: int) -> Component:
         command = [sys.executable, "-m", "uvicorn", f"services.{name}.main:create_app"]
@@ -176,7 +177,7 @@ def components(ports: Ports, run_dir: Path) -> list[Component]:
     ]
 
 
-def _prometheus_overlay(run_dir: Path, ports: Ports) -> Path:
+def write_prometheus_config(run_dir: Path, ports: Ports) -> None:
     """deploy/prometheus as it is, but for the Collector target's port.
 
     prometheus.yml reads its Collector targets from targets/*.yml beside it (the
@@ -192,7 +193,6 @@ def _prometheus_overlay(run_dir: Path, ports: Ports) -> Path:
     (overlay / "targets/otel-collector.yml").write_text(
         f'- targets: ["127.0.0.1:{ports.collector_metrics}"]\n'
     )
-    return overlay / "prometheus.yml"
 
 
 @dataclass
@@ -203,6 +203,8 @@ class Running:
     pid: int
     command: list[str]
     log: str
+    # When the process started, so a reused pid is never mistaken for ours.
+    started: str | None
 
 
 class NativeStack:
@@ -221,11 +223,22 @@ class NativeStack:
         missing = [tool for tool in _TOOLS if not (TOOLS_BIN / tool).exists()]
         if missing:
             raise RuntimeError(f"missing {missing} in {TOOLS_BIN}: run `make tools`")
+        busy = [name for name, port in asdict(self.ports).items() if not port_is_free(port)]
+        if busy:
+            # A probe could otherwise see another program's port and call us ready.
+            raise RuntimeError(f"ports in use: {busy} (is another stack running?)")
+        write_prometheus_config(self.run_dir, self.ports)
         for component in components(self.ports, self.run_dir):
             log_path = self.run_dir / "logs" / f"{component.name}.log"
             process = start(component.command, log_path=log_path, env=component.env, cwd=REPO)
             self.running.append(
-                Running(component.name, process.pid, component.command, str(log_path))
+                Running(
+                    component.name,
+                    process.pid,
+                    component.command,
+                    str(log_path),
+                    started=start_time(process.pid),
+                )
             )
             self._save()
             wait_ready(
@@ -268,19 +281,7 @@ _TOOLS = ("otelcol", "prometheus", "jaeger", "victoria-logs")
 
 
 def _is_ours(process: Running) -> bool:
-    try:
-        cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc (macOS): ask ps
-        result = subprocess.run(
-            ["ps", "-p", str(process.pid), "-o", "command="],  # noqa: S607 (ps from PATH)
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        return result.stdout.strip().startswith(process.command[0])
-    return bool(cmdline) and cmdline[0].decode(errors="replace") == process.command[0]
+    return process.started is not None and start_time(process.pid) == process.started
 
 
 @contextmanager

@@ -27,6 +27,15 @@ def free_port() -> int:
         return port
 
 
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def wait_until(
     probe: Callable[[], T | None], *, timeout: float, what: str, interval: float = 0.1
 ) -> T:
@@ -127,3 +136,22 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def start_time(pid: int) -> str | None:
+    """When process ``pid`` started (None if there is none): with the pid, an identity
+    that survives pid reuse."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:  # no /proc (macOS): ask ps
+        result = subprocess.run(
+            ["ps", "-p", str(pid), "-o", "lstart="],  # noqa: S607 (ps from PATH)
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return result.stdout.strip() or None
+    # Field 22, counted after the parenthesised command name (which may hold spaces).
+    return stat.rsplit(")", 1)[1].split()[19]

@@ -9,7 +9,8 @@
 #   pins         .env pins vs. the native toolchain, Compose ↔ Collector environment,
 #                Tempo 3 / Loki 3.7 config lint (scripts/check_stack.py)
 #   collector    otel-collector/config.yaml validated by the built Collector
-#                (scripts/check_collector.sh)
+#                (scripts/check_collector.sh), then once more with exactly the
+#                environment docker-compose.yml gives the otel-collector service
 #   prometheus   prometheus.yml with the native targets and with the Docker ones
 #                (promtool check config)
 #   rules        alert rules parse (promtool check rules) and their unit tests pass
@@ -53,6 +54,20 @@ missing() {
 
 have() { [[ -x $1 ]]; }
 
+# otelcol validate with the otel-collector service's environment from docker-compose.yml.
+check_collector_compose_env() {
+  local otelcol=${OTELCOL:-$BIN/otelcol} pairs
+  mapfile -t pairs < <("${PY[@]}" -c '
+import sys, yaml
+env = yaml.safe_load(open("docker-compose.yml"))["services"]["otel-collector"].get("environment") or {}
+items = env.items() if isinstance(env, dict) else (e.split("=", 1) for e in env)
+for key, value in items:
+    print(f"{key}={value}")
+') || return 1
+  printf '    %s\n' "${pairs[@]}"
+  env "${pairs[@]}" "$otelcol" validate --config=otel-collector/config.yaml && echo "ok: otelcol validate (docker-compose environment)"
+}
+
 # promtool check config, once per layout of the scrape targets: the native one as
 # committed, and the Docker one (targets.docker/ mounted over targets/).
 check_prometheus_config() {
@@ -78,6 +93,9 @@ check pins "${PY[@]}" scripts/check_stack.py
 
 if [[ -x scripts/check_collector.sh ]]; then
   check collector scripts/check_collector.sh
+  if have "${OTELCOL:-$BIN/otelcol}"; then
+    check collector-compose-env check_collector_compose_env
+  fi
 else
   missing collector scripts/check_collector.sh "the Collector's own check script"
 fi

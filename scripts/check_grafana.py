@@ -127,8 +127,14 @@ def check_datasources(problems: Problems) -> tuple[dict[str, str], list[tuple[st
         name = ds.get("name")
         data = ds.get("jsonData", {}) or {}
         linked: list[tuple[str, Any]] = []
-        for key in ("tracesToLogsV2", "tracesToLogs", "tracesToMetrics", "tracesToProfiles",
-                    "serviceMap", "lokiSearch"):
+        for key in (
+            "tracesToLogsV2",
+            "tracesToLogs",
+            "tracesToMetrics",
+            "tracesToProfiles",
+            "serviceMap",
+            "lokiSearch",
+        ):
             if isinstance(data.get(key), dict):
                 linked.append((key, data[key].get("datasourceUid")))
         for i, dest in enumerate(data.get("exemplarTraceIdDestinations", []) or []):
@@ -141,8 +147,12 @@ def check_datasources(problems: Problems) -> tuple[dict[str, str], list[tuple[st
                 problems.add(where, f"{name}.{key} links to unknown data source uid {uid!r}")
         for query in (data.get("tracesToMetrics", {}) or {}).get("queries", []) or []:
             # In provisioning files `$$` is a literal `$`.
-            exprs.append((f"{where}: {name} tracesToMetrics {query.get('name')!r}",
-                          query.get("query", "").replace("$$", "$")))
+            exprs.append(
+                (
+                    f"{where}: {name} tracesToMetrics {query.get('name')!r}",
+                    substitute(query.get("query", "").replace("$$", "$"), {}),
+                )
+            )
     return uids, exprs
 
 
@@ -161,7 +171,9 @@ def check_dashboards(uids: dict[str, str], problems: Problems) -> list[tuple[str
             problems.add(where, f"invalid JSON: {exc}")
             continue
         if board.get("schemaVersion") != SCHEMA_VERSION:
-            problems.add(where, f"schemaVersion is {board.get('schemaVersion')!r}, expected {SCHEMA_VERSION}")
+            problems.add(
+                where, f"schemaVersion is {board.get('schemaVersion')!r}, expected {SCHEMA_VERSION}"
+            )
         uid = board.get("uid")
         if not uid:
             problems.add(where, "dashboard has no uid")
@@ -179,7 +191,8 @@ def check_dashboards(uids: dict[str, str], problems: Problems) -> list[tuple[str
             looks_like_duration = isinstance(current, str) and re.fullmatch(r"\d+[smhdwy]", current)
             variables[var.get("name", "")] = current if looks_like_duration else "x"
 
-        def check_ref(ref: Any, context: str) -> str | None:
+        def check_ref(ref: Any, context: str, where: str = where) -> str | None:
+            """The type of the referenced data source; records a problem if it is unknown."""
             uid = ds_uid(ref)
             if uid is None or uid in SPECIAL_UIDS or VARIABLE.fullmatch(uid):
                 return None
@@ -201,10 +214,16 @@ def check_dashboards(uids: dict[str, str], problems: Problems) -> list[tuple[str
             context = f"panel {panel.get('title')!r}"
             panel_type = check_ref(panel.get("datasource"), context)
             for target in panel.get("targets", []) or []:
-                target_type = check_ref(target.get("datasource"), f"{context} target {target.get('refId')}")
+                target_type = check_ref(
+                    target.get("datasource"), f"{context} target {target.get('refId')}"
+                )
                 if (target_type or panel_type) == "prometheus" and target.get("expr"):
-                    exprs.append((f"{where}: {context} target {target.get('refId')}",
-                                  substitute(target["expr"], variables)))
+                    exprs.append(
+                        (
+                            f"{where}: {context} target {target.get('refId')}",
+                            substitute(target["expr"], variables),
+                        )
+                    )
     return exprs
 
 
@@ -224,7 +243,11 @@ def alert_exprs(problems: Problems) -> list[tuple[str, str]]:
 
 
 def find_promtool() -> str | None:
-    candidates = [os.environ.get("PROMTOOL"), str(REPO / ".tools" / "bin" / "promtool"), shutil.which("promtool")]
+    candidates = [
+        os.environ.get("PROMTOOL"),
+        str(REPO / ".tools" / "bin" / "promtool"),
+        shutil.which("promtool"),
+    ]
     return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
 
 
@@ -236,9 +259,16 @@ def check_promql(exprs: list[tuple[str, str]], promtool: str, problems: Problems
     ]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "grafana-exprs.rules.yml"
-        path.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False, width=1000), encoding="utf-8")
-        result = subprocess.run([promtool, "check", "rules", str(path)],  # noqa: S603 - our own binary
-                                capture_output=True, text=True, check=False)
+        path.write_text(
+            yaml.safe_dump({"groups": groups}, sort_keys=False, width=1000), encoding="utf-8"
+        )
+        # S603: the command is promtool from .tools/bin or $PROMTOOL, with our own temp file.
+        result = subprocess.run(  # noqa: S603
+            [promtool, "check", "rules", str(path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     if result.returncode == 0:
         return
     output = result.stdout + result.stderr
@@ -264,8 +294,11 @@ def main() -> int:
     if promtool is None:
         for problem in problems.items:
             print(f"FAIL {problem}", file=sys.stderr)
-        print("check_grafana: promtool not found (set PROMTOOL, or build it: scripts/tools.sh prometheus); "
-              f"{len(exprs)} PromQL expressions NOT checked", file=sys.stderr)
+        print(
+            "check_grafana: promtool not found (set PROMTOOL, or build it: "
+            f"scripts/tools.sh prometheus); {len(exprs)} PromQL expressions NOT checked",
+            file=sys.stderr,
+        )
         return 2
     check_promql(exprs, promtool, problems)
 
@@ -274,8 +307,11 @@ def main() -> int:
             print(f"FAIL {problem}", file=sys.stderr)
         print(f"check_grafana: {len(problems.items)} problem(s)", file=sys.stderr)
         return 1
-    print(f"check_grafana: OK ({len(uids)} data sources, {len(list(DASHBOARDS.glob('*.json')))} dashboards, "
-          f"{len(exprs)} PromQL expressions parsed by {promtool})")
+    dashboards = len(list(DASHBOARDS.glob("*.json")))
+    print(
+        f"check_grafana: OK ({len(uids)} data sources, {dashboards} dashboards, "
+        f"{len(exprs)} PromQL expressions parsed by {promtool})"
+    )
     return 0
 
 

@@ -70,15 +70,28 @@ def check_pins() -> None:
 
     # Prometheus: same release as the native build.
     gomod = REPO / "tools" / "prometheus" / "go.mod"
-    match = re.search(r"github\.com/prometheus/prometheus v0\.(\d)(\d\d)\.(\d+)", gomod.read_text(encoding="utf-8")) \
-        if gomod.exists() else None
+    match = (
+        re.search(
+            r"github\.com/prometheus/prometheus v0\.(\d)(\d\d)\.(\d+)",
+            gomod.read_text(encoding="utf-8"),
+        )
+        if gomod.exists()
+        else None
+    )
     if match is None:
-        fail(str(gomod.relative_to(REPO)), "no github.com/prometheus/prometheus v0.3XX.Y requirement found")
+        fail(
+            str(gomod.relative_to(REPO)),
+            "no github.com/prometheus/prometheus v0.3XX.Y requirement found",
+        )
     else:
         expected = f"v{match.group(1)}.{int(match.group(2))}.{match.group(3)}"
         got = image_tag(env.get("PROMETHEUS_IMAGE", ""))
         if got != expected:
-            fail(where, f"PROMETHEUS_IMAGE tag {got} != {expected}, the release tools/prometheus/go.mod builds")
+            fail(
+                where,
+                f"PROMETHEUS_IMAGE tag {got} != {expected}, "
+                "the release tools/prometheus/go.mod builds",
+            )
 
     # Collector: same release as the OCB manifest, whose dist.version is the release of
     # the contrib distribution it mirrors (image tags carry no `v`).
@@ -88,8 +101,11 @@ def check_pins() -> None:
         fail(where_manifest, "missing, cannot compare COLLECTOR_IMAGE with it")
         return
     text = manifest.read_text(encoding="utf-8")
-    dist_version = str(((yaml.safe_load(text) or {}).get("dist") or {}).get("version", "")).lstrip("v")
-    minors = set(re.findall(r" v(0\.\d+)\.\d+\s*$", text, flags=re.M))
+    dist_version = str(((yaml.safe_load(text) or {}).get("dist") or {}).get("version", "")).lstrip(
+        "v"
+    )
+    # v0.MINOR.PATCH of every component, except local ones (v0.0.0).
+    minors = set(re.findall(r" v(0\.\d+)\.\d+\s*$", text, flags=re.M)) - {"0.0"}
     got = image_tag(env.get("COLLECTOR_IMAGE", "")) or ""
     if not dist_version:
         fail(where_manifest, "no dist.version")
@@ -114,8 +130,10 @@ def check_collector_env() -> None:
         return
     config_text = config_path.read_text(encoding="utf-8")
     # ${env:NAME} or ${env:NAME:-default}; `$$` is a literal dollar, not a reference.
-    refs = {m.group(1): m.group(2) is not None
-            for m in re.finditer(r"(?<!\$)\$\{env:([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}", config_text)}
+    refs = {
+        m.group(1): m.group(2) is not None
+        for m in re.finditer(r"(?<!\$)\$\{env:([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}", config_text)
+    }
     compose = load_yaml(REPO / "docker-compose.yml")
     if not compose:
         return
@@ -126,9 +144,15 @@ def check_collector_env() -> None:
     runtime = {"GOMEMLIMIT", "GOMAXPROCS", "GOGC"}  # read by the Go runtime, not the config
     for name, has_default in sorted(refs.items()):
         if not has_default and name not in environment:
-            fail("docker-compose.yml", f"otel-collector needs {name} (used without default in config.yaml)")
+            fail(
+                "docker-compose.yml",
+                f"otel-collector needs {name} (used without default in config.yaml)",
+            )
     for name in sorted(set(environment) - set(refs) - runtime):
-        fail("docker-compose.yml", f"otel-collector sets {name}, which otel-collector/config.yaml never reads")
+        fail(
+            "docker-compose.yml",
+            f"otel-collector sets {name}, which otel-collector/config.yaml never reads",
+        )
 
 
 def check_tempo() -> None:
@@ -143,7 +167,9 @@ def check_tempo() -> None:
     processor = (config.get("metrics_generator") or {}).get("processor") or {}
     if "local_blocks" in processor:
         fail(where, "metrics_generator.processor.local_blocks was removed in Tempo 3")
-    protocols = (((config.get("distributor") or {}).get("receivers") or {}).get("otlp") or {}).get("protocols") or {}
+    protocols = (((config.get("distributor") or {}).get("receivers") or {}).get("otlp") or {}).get(
+        "protocols"
+    ) or {}
     if "grpc" not in protocols:
         fail(where, "no OTLP/gRPC receiver (the Collector exports traces over gRPC)")
     for name, proto in protocols.items():
@@ -164,7 +190,11 @@ def check_loki() -> None:
     else:
         latest = max(schemas, key=lambda s: str(s.get("from")))
         if latest.get("store") != "tsdb" or latest.get("schema") != "v13":
-            fail(where, "the newest schema must be store: tsdb, schema: v13 (needed for structured metadata)")
+            fail(
+                where,
+                "the newest schema must be store: tsdb, schema: v13 "
+                "(structured metadata, and so OTLP, needs it)",
+            )
     limits = config.get("limits_config") or {}
     if limits.get("allow_structured_metadata") is False:
         fail(where, "allow_structured_metadata is off: OTLP pushes would be rejected")

@@ -5,25 +5,28 @@
     python3 scripts/gen_dashboards.py --check   # exit 1 if a committed file is stale
 
 The JSON is committed too, so Grafana needs nothing but the files; this script is the
-place to edit them. Panels are described by small helpers below; queries are written
-against the metric names of Prometheus 3's OTLP translation (see
-deploy/prometheus/prometheus.yml): every pushed series carries `service_name`.
+place to edit them. Queries are written against the metric names of Prometheus 3's OTLP
+translation (deploy/prometheus/prometheus.yml): every pushed series carries
+`service_name`; span metrics and the service graph come from the Collector's connectors.
 
 Data source uids (prometheus, tempo, loki) are the ones provisioned in
 deploy/grafana/provisioning/datasources/datasources.yaml; scripts/check_grafana.py
-checks both agree and that every PromQL expression parses.
+checks that both agree and that every PromQL expression parses.
 """
+
+# ruff: noqa: E501 - PromQL/LogQL queries and panel descriptions read best on one line
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 OUT_DIR = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "dashboards"
-# Last schema version of the v1 dashboard JSON model; Grafana 13 migrates nothing.
+# Last schema version of the v1 dashboard JSON model (Grafana 13 still reads v1 JSON).
 SCHEMA_VERSION = 42
 
 PROM = {"type": "prometheus", "uid": "prometheus"}
@@ -35,39 +38,10 @@ Json = dict[str, Any]
 # --- building blocks ----------------------------------------------------------
 
 
-class Layout:
-    """Place panels left to right on Grafana's 24-column grid, wrapping rows."""
-
-    def __init__(self) -> None:
-        self.x = 0
-        self.y = 0
-        self.row_height = 0
-        self.next_id = 1
-
-    def place(self, panel: Json, w: int, h: int) -> Json:
-        if self.x + w > 24:
-            self.x, self.y, self.row_height = 0, self.y + self.row_height, 0
-        panel["id"] = self.next_id
-        panel["gridPos"] = {"x": self.x, "y": self.y, "w": w, "h": h}
-        self.next_id += 1
-        self.x += w
-        self.row_height = max(self.row_height, h)
-        return panel
-
-    def row(self, title: str) -> Json:
-        if self.x:
-            self.x, self.y, self.row_height = 0, self.y + self.row_height, 0
-        panel = {"type": "row", "title": title, "collapsed": False, "panels": []}
-        self.place(panel, 24, 1)
-        self.x, self.y, self.row_height = 0, self.y + 1, 0
-        return panel
-
-
-def prom(expr: str, legend: str, *, ref: str = "A", exemplar: bool = False) -> Json:
+def prom(expr: str, legend: str, *, exemplar: bool = False) -> Json:
     """A PromQL target; exemplars link latency samples to their traces in Tempo."""
     return {
         "datasource": PROM,
-        "refId": ref,
         "expr": expr,
         "legendFormat": legend,
         "range": True,
@@ -76,86 +50,185 @@ def prom(expr: str, legend: str, *, ref: str = "A", exemplar: bool = False) -> J
     }
 
 
-def refs(targets: list[Json]) -> list[Json]:
-    for i, target in enumerate(targets):
-        target["refId"] = chr(ord("A") + i)
-    return targets
+def loki(expr: str, legend: str = "") -> Json:
+    target: Json = {"datasource": LOKI, "expr": expr, "queryType": "range"}
+    if legend:
+        target["legendFormat"] = legend
+    return target
 
 
-def timeseries(
-    title: str,
-    targets: list[Json],
-    *,
-    unit: str = "short",
-    description: str = "",
-    stack: bool = False,
-    min_zero: bool = True,
+def quantile(q: float, metric: str, by: str, selector: str = "") -> str:
+    """histogram_quantile over a classic histogram (`<metric>_bucket`), grouped by `by`."""
+    matchers = f"{{{selector}}}" if selector else ""
+    return f"histogram_quantile({q}, sum by ({by}, le) (rate({metric}_bucket{matchers}[$__rate_interval])))"
+
+
+class Board:
+    """Panels of one dashboard, placed left to right on Grafana's 24-column grid."""
+
+    def __init__(self) -> None:
+        self.panels: list[Json] = []
+        self.x = self.y = self.row_height = 0
+
+    def _place(self, panel: Json, w: int, h: int) -> None:
+        if self.x + w > 24:
+            self.x, self.y, self.row_height = 0, self.y + self.row_height, 0
+        panel["id"] = len(self.panels) + 1
+        panel["gridPos"] = {"x": self.x, "y": self.y, "w": w, "h": h}
+        for i, target in enumerate(panel.get("targets", [])):
+            target["refId"] = chr(ord("A") + i)
+        self.panels.append(panel)
+        self.x += w
+        self.row_height = max(self.row_height, h)
+
+    def row(self, title: str) -> None:
+        if self.x:
+            self.x, self.y, self.row_height = 0, self.y + self.row_height, 0
+        self._place({"type": "row", "title": title, "collapsed": False, "panels": []}, 24, 1)
+        self.x, self.y, self.row_height = 0, self.y + 1, 0
+
+    def timeseries(
+        self,
+        title: str,
+        targets: list[Json],
+        *,
+        w: int,
+        h: int,
+        unit: str = "short",
+        description: str = "",
+        stack: bool = False,
+        bars: bool = False,
+    ) -> None:
+        custom: Json = {
+            "drawStyle": "bars" if bars else "line",
+            "lineWidth": 1,
+            "fillOpacity": 60 if bars else 10 if stack else 0,
+            "showPoints": "never",
+            "spanNulls": False,
+            "stacking": {"mode": "normal" if stack else "none", "group": "A"},
+        }
+        self._place(
+            {
+                "type": "timeseries",
+                "title": title,
+                "description": description,
+                "datasource": targets[0]["datasource"],
+                "targets": targets,
+                "fieldConfig": {
+                    "defaults": {"unit": unit, "min": 0, "custom": custom},
+                    "overrides": [],
+                },
+                "options": {
+                    "legend": {
+                        "displayMode": "table",
+                        "placement": "bottom",
+                        "calcs": ["mean", "max"],
+                    },
+                    "tooltip": {"mode": "multi", "sort": "desc"},
+                },
+            },
+            w,
+            h,
+        )
+
+    def stat(
+        self, title: str, target: Json, *, w: int, h: int, unit: str, description: str = ""
+    ) -> None:
+        self._place(
+            {
+                "type": "stat",
+                "title": title,
+                "description": description,
+                "datasource": target["datasource"],
+                "targets": [target],
+                "fieldConfig": {"defaults": {"unit": unit, "decimals": 1}, "overrides": []},
+                "options": {
+                    "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+                    "colorMode": "value",
+                    "graphMode": "area",
+                    "textMode": "auto",
+                },
+            },
+            w,
+            h,
+        )
+
+    def logs(self, title: str, target: Json, *, w: int, h: int) -> None:
+        self._place(
+            {
+                "type": "logs",
+                "title": title,
+                "datasource": target["datasource"],
+                "targets": [target],
+                "options": {
+                    "showTime": True,
+                    "showLabels": False,
+                    "showCommonLabels": False,
+                    "wrapLogMessage": True,
+                    "prettifyLogMessage": False,
+                    "enableLogDetails": True,
+                    "dedupStrategy": "none",
+                    "sortOrder": "Descending",
+                },
+            },
+            w,
+            h,
+        )
+
+    def text(self, markdown: str, *, w: int, h: int) -> None:
+        self._place(
+            {"type": "text", "title": "", "options": {"mode": "markdown", "content": markdown}},
+            w,
+            h,
+        )
+
+    def node_graph(self, title: str, *, w: int, h: int, description: str = "") -> None:
+        """The service graph, as Tempo's data source builds it from the service-graph metrics."""
+        self._place(
+            {
+                "type": "nodeGraph",
+                "title": title,
+                "description": description,
+                "datasource": TEMPO,
+                "targets": [{"datasource": TEMPO, "queryType": "serviceMap"}],
+                "options": {},
+            },
+            w,
+            h,
+        )
+
+
+def multi_variable(
+    name: str, label: str, datasource: Json, query: Any, definition: str, all_value: str
 ) -> Json:
-    custom: Json = {
-        "drawStyle": "line",
-        "lineWidth": 1,
-        "fillOpacity": 10 if stack else 0,
-        "showPoints": "never",
-        "spanNulls": False,
-        "stacking": {"mode": "normal" if stack else "none", "group": "A"},
-    }
-    defaults: Json = {"unit": unit, "custom": custom}
-    if min_zero:
-        defaults["min"] = 0
-    return {
-        "type": "timeseries",
-        "title": title,
-        "description": description,
-        "datasource": targets[0]["datasource"],
-        "targets": refs(targets),
-        "fieldConfig": {"defaults": defaults, "overrides": []},
-        "options": {
-            "legend": {"displayMode": "table", "placement": "bottom", "calcs": ["mean", "max"]},
-            "tooltip": {"mode": "multi", "sort": "desc"},
-        },
-    }
-
-
-def stat(title: str, target: Json, *, unit: str, description: str = "") -> Json:
-    return {
-        "type": "stat",
-        "title": title,
-        "description": description,
-        "datasource": target["datasource"],
-        "targets": refs([target]),
-        "fieldConfig": {"defaults": {"unit": unit, "decimals": 1}, "overrides": []},
-        "options": {
-            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-            "colorMode": "value",
-            "graphMode": "area",
-            "textMode": "auto",
-        },
-    }
-
-
-def text(content: str) -> Json:
-    return {"type": "text", "title": "", "options": {"mode": "markdown", "content": content}}
-
-
-def prom_variable(name: str, label: str, query: str) -> Json:
-    """A multi-value variable from label values (the "All" option matches any value)."""
+    """A multi-value variable from label values; "All" matches with `all_value`."""
     return {
         "type": "query",
         "name": name,
         "label": label,
-        "datasource": PROM,
-        "query": {"qryType": 1, "query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
-        "definition": query,
-        "refresh": 2,
+        "datasource": datasource,
+        "query": query,
+        "definition": definition,
+        "refresh": 2,  # on time range change
         "multi": True,
         "includeAll": True,
-        "allValue": ".*",
+        "allValue": all_value,
         "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
         "sort": 1,
     }
 
 
-def dashboard(uid: str, title: str, description: str, panels: list[Json], variables: list[Json]) -> Json:
+def textbox(name: str, label: str, default: str) -> Json:
+    return {
+        "type": "textbox",
+        "name": name,
+        "label": label,
+        "query": default,
+        "current": {"text": default, "value": default},
+    }
+
+
+def dashboard(uid: str, title: str, description: str, board: Board, variables: list[Json]) -> Json:
     return {
         "uid": uid,
         "title": title,
@@ -181,7 +254,7 @@ def dashboard(uid: str, title: str, description: str, panels: list[Json], variab
             }
         ],
         "templating": {"list": variables},
-        "panels": panels,
+        "panels": board.panels,
     }
 
 
@@ -190,348 +263,422 @@ def dashboard(uid: str, title: str, description: str, panels: list[Json], variab
 SERVER = "http_server_request_duration_seconds"
 CLIENT = "http_client_request_duration_seconds"
 SEL = 'service_name=~"$service"'
-
-
-def quantile(q: float, metric: str, by: str, selector: str = "") -> str:
-    matchers = f"{{{selector}}}" if selector else ""
-    return f"histogram_quantile({q}, sum by ({by}, le) (rate({metric}_bucket{matchers}[$__rate_interval])))"
+ROUTE_BY = "service_name, http_request_method, http_route"
+ROUTE_LEGEND = "{{service_name}} {{http_request_method}} {{http_route}}"
+RATE = "[$__rate_interval]"
 
 
 def services_overview() -> Json:
-    lay = Layout()
-    panels: list[Json] = []
+    b = Board()
 
-    panels.append(lay.row("Requests per service (server side)"))
-    panels.append(lay.place(timeseries(
+    b.row("Requests per service (server side)")
+    b.timeseries(
         "Request rate",
-        [prom(f"sum by (service_name) (rate({SERVER}_count{{{SEL}}}[$__rate_interval]))", "{{service_name}}")],
+        [prom(f"sum by (service_name) (rate({SERVER}_count{{{SEL}}}{RATE}))", "{{service_name}}")],
         unit="reqps",
+        w=8,
+        h=8,
         description="HTTP requests served per second (http.server.request.duration count).",
-    ), 8, 8))
-    panels.append(lay.place(timeseries(
+    )
+    b.timeseries(
         "Error ratio (5xx)",
-        [prom(
-            f'sum by (service_name) (rate({SERVER}_count{{{SEL}, http_response_status_code=~"5.."}}[$__rate_interval]))'
-            f" / sum by (service_name) (rate({SERVER}_count{{{SEL}}}[$__rate_interval]))",
-            "{{service_name}}",
-        )],
+        [
+            prom(
+                f'sum by (service_name) (rate({SERVER}_count{{{SEL}, http_response_status_code=~"5.."}}{RATE}))'
+                f" / sum by (service_name) (rate({SERVER}_count{{{SEL}}}{RATE}))",
+                "{{service_name}}",
+            )
+        ],
         unit="percentunit",
+        w=8,
+        h=8,
         description="Share of responses with a 5xx status. Alert HighErrorRate fires above 5%.",
-    ), 8, 8))
-    panels.append(lay.place(timeseries(
+    )
+    b.timeseries(
         "Latency p50 / p95 / p99",
         [
-            prom(quantile(0.50, SERVER, "service_name", SEL), "p50 {{service_name}}", exemplar=True),
-            prom(quantile(0.95, SERVER, "service_name", SEL), "p95 {{service_name}}", exemplar=True),
-            prom(quantile(0.99, SERVER, "service_name", SEL), "p99 {{service_name}}", exemplar=True),
+            prom(
+                quantile(q, SERVER, "service_name", SEL),
+                f"p{int(q * 100)} {{{{service_name}}}}",
+                exemplar=True,
+            )
+            for q in (0.50, 0.95, 0.99)
         ],
         unit="s",
+        w=8,
+        h=8,
         description="Server-side request duration. The dots are exemplars: click one to open that request's trace.",
-    ), 8, 8))
+    )
 
-    panels.append(lay.row("Per route"))
-    route_by = "service_name, http_request_method, http_route"
-    route_legend = "{{service_name}} {{http_request_method}} {{http_route}}"
-    panels.append(lay.place(timeseries(
+    b.row("Per route")
+    b.timeseries(
         "Request rate by route and status",
-        [prom(
-            f"sum by ({route_by}, http_response_status_code) (rate({SERVER}_count{{{SEL}}}[$__rate_interval]))",
-            route_legend + " {{http_response_status_code}}",
-        )],
+        [
+            prom(
+                f"sum by ({ROUTE_BY}, http_response_status_code) (rate({SERVER}_count{{{SEL}}}{RATE}))",
+                ROUTE_LEGEND + " {{http_response_status_code}}",
+            )
+        ],
         unit="reqps",
         stack=True,
-    ), 12, 9))
-    panels.append(lay.place(timeseries(
+        w=12,
+        h=9,
+    )
+    b.timeseries(
         "Error ratio by route (5xx)",
-        [prom(
-            f'sum by ({route_by}) (rate({SERVER}_count{{{SEL}, http_response_status_code=~"5.."}}[$__rate_interval]))'
-            f" / sum by ({route_by}) (rate({SERVER}_count{{{SEL}}}[$__rate_interval]))",
-            route_legend,
-        )],
+        [
+            prom(
+                f'sum by ({ROUTE_BY}) (rate({SERVER}_count{{{SEL}, http_response_status_code=~"5.."}}{RATE}))'
+                f" / sum by ({ROUTE_BY}) (rate({SERVER}_count{{{SEL}}}{RATE}))",
+                ROUTE_LEGEND,
+            )
+        ],
         unit="percentunit",
-    ), 12, 9))
+        w=12,
+        h=9,
+    )
     for q in (0.50, 0.95, 0.99):
-        panels.append(lay.place(timeseries(
+        b.timeseries(
             f"Latency p{int(q * 100)} by route",
-            [prom(quantile(q, SERVER, route_by, SEL), route_legend, exemplar=True)],
+            [prom(quantile(q, SERVER, ROUTE_BY, SEL), ROUTE_LEGEND, exemplar=True)],
             unit="s",
+            w=8,
+            h=9,
             description="Click an exemplar dot to open a request of that route in Tempo.",
-        ), 8, 9))
+        )
 
-    panels.append(lay.row("Calls to the next hop (client side)"))
-    panels.append(lay.place(timeseries(
+    b.row("Calls to the next hop (client side)")
+    b.timeseries(
         "Outgoing request rate by target and status",
-        [prom(
-            f"sum by (service_name, server_address, http_response_status_code) (rate({CLIENT}_count{{{SEL}}}[$__rate_interval]))",
-            "{{service_name}} → {{server_address}} {{http_response_status_code}}",
-        )],
+        [
+            prom(
+                f"sum by (service_name, server_address, http_response_status_code) (rate({CLIENT}_count{{{SEL}}}{RATE}))",
+                "{{service_name}} → {{server_address}} {{http_response_status_code}}",
+            )
+        ],
         unit="reqps",
+        w=12,
+        h=8,
         description="gateway → chat and chat → cache, as seen by the caller (http.client.request.duration).",
-    ), 12, 8))
-    panels.append(lay.place(timeseries(
+    )
+    b.timeseries(
         "Outgoing request latency p95",
-        [prom(quantile(0.95, CLIENT, "service_name, server_address", SEL),
-              "{{service_name}} → {{server_address}}", exemplar=True)],
+        [
+            prom(
+                quantile(0.95, CLIENT, "service_name, server_address", SEL),
+                "{{service_name}} → {{server_address}}",
+                exemplar=True,
+            )
+        ],
         unit="s",
-        description="The difference between this and the callee's own server latency is network and queueing.",
-    ), 12, 8))
+        w=12,
+        h=8,
+        description="Compared with the callee's own server latency, the difference is network and queueing.",
+    )
 
-    panels.append(lay.row("Chat"))
-    panels.append(lay.place(timeseries(
+    b.row("Chat")
+    b.timeseries(
         "Chat requests by outcome (gateway)",
-        [prom('sum by (chat_outcome) (rate(chat_requests_total[$__rate_interval]))', "{{chat_outcome}}")],
+        [prom(f"sum by (chat_outcome) (rate(chat_requests_total{RATE}))", "{{chat_outcome}}")],
         unit="reqps",
         stack=True,
-    ), 12, 8))
-    panels.append(lay.place(timeseries(
+        w=12,
+        h=8,
+    )
+    b.timeseries(
         "Replies by cache hit (chat)",
-        [prom('sum by (cache_hit) (rate(chat_replies_total[$__rate_interval]))', "cache_hit={{cache_hit}}")],
+        [prom(f"sum by (cache_hit) (rate(chat_replies_total{RATE}))", "cache_hit={{cache_hit}}")],
         unit="reqps",
         stack=True,
-    ), 12, 8))
+        w=12,
+        h=8,
+    )
 
-    panels.append(lay.row("Service graph"))
-    panels.append(lay.place({
-        "type": "nodeGraph",
-        "title": "Service graph (from traces)",
-        "description": "Built by the Collector's service_graph connector; open the Tempo data source's "
-        "Service Graph tab for the interactive version.",
-        "datasource": TEMPO,
-        "targets": [{"datasource": TEMPO, "refId": "A", "queryType": "serviceMap"}],
-        "options": {},
-    }, 12, 10))
-    panels.append(lay.place(timeseries(
+    b.row("Service graph")
+    b.node_graph(
+        "Service graph (from traces)",
+        w=12,
+        h=10,
+        description="Built from the Collector's service-graph connector; Tempo's Service Graph tab in Explore is the interactive version.",
+    )
+    b.timeseries(
         "Edges: request rate",
-        [prom('sum by (client, server) (rate(traces_service_graph_request_total[$__rate_interval]))',
-              "{{client}} → {{server}}")],
+        [
+            prom(
+                f"sum by (client, server) (rate(traces_service_graph_request_total{RATE}))",
+                "{{client}} → {{server}}",
+            )
+        ],
         unit="reqps",
-    ), 12, 10))
+        w=12,
+        h=10,
+    )
 
-    variables = [prom_variable("service", "Service", f"label_values({SERVER}_count, service_name)")]
+    query = f"label_values({SERVER}_count, service_name)"
+    service = multi_variable(
+        "service",
+        "Service",
+        PROM,
+        {"qryType": 1, "query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+        query,
+        ".*",
+    )
     return dashboard(
         "otel-chat-services",
         "Services overview",
         "Rate, errors and duration of gateway, chat and cache, per service and per route.",
-        panels,
-        variables,
+        b,
+        [service],
     )
 
 
 def cache() -> Json:
-    lay = Layout()
-    panels: list[Json] = []
-    redis_spans = 'service_name="cache", span_kind="SPAN_KIND_CLIENT"'
+    b = Board()
+    redis = 'service_name="cache", span_kind="SPAN_KIND_CLIENT"'
+    edges = 'client="cache"'
 
-    panels.append(lay.row("Hit ratio"))
-    panels.append(lay.place(stat(
+    b.row("Hit ratio")
+    b.stat(
         "Hit ratio (cache service)",
-        prom('sum(rate(cache_lookups_total{cache_result="hit"}[$__rate_interval])) '
-             "/ sum(rate(cache_lookups_total[$__rate_interval]))", "hit ratio"),
+        prom(
+            f'sum(rate(cache_lookups_total{{cache_result="hit"}}{RATE})) / sum(rate(cache_lookups_total{RATE}))',
+            "hit ratio",
+        ),
         unit="percentunit",
+        w=6,
+        h=7,
         description="Share of key lookups in the cache service that found a value.",
-    ), 6, 7))
-    panels.append(lay.place(stat(
+    )
+    b.stat(
         "Reply hit ratio (chat)",
-        prom('sum(rate(chat_replies_total{cache_hit="true"}[$__rate_interval])) '
-             "/ sum(rate(chat_replies_total[$__rate_interval]))", "hit ratio"),
+        prom(
+            f'sum(rate(chat_replies_total{{cache_hit="true"}}{RATE})) / sum(rate(chat_replies_total{RATE}))',
+            "hit ratio",
+        ),
         unit="percentunit",
+        w=6,
+        h=7,
         description="Share of chat replies served from the cache instead of being composed again.",
-    ), 6, 7))
-    panels.append(lay.place(timeseries(
+    )
+    b.timeseries(
         "Lookups by result",
-        [prom('sum by (cache_result) (rate(cache_lookups_total[$__rate_interval]))', "{{cache_result}}")],
+        [prom(f"sum by (cache_result) (rate(cache_lookups_total{RATE}))", "{{cache_result}}")],
         unit="ops",
         stack=True,
-    ), 12, 7))
-    panels.append(lay.place(timeseries(
+        w=12,
+        h=7,
+    )
+    b.timeseries(
         "Reply duration p95 by cache hit (chat)",
-        [prom(quantile(0.95, "chat_reply_duration_seconds", "cache_hit"), "cache_hit={{cache_hit}}",
-              exemplar=True)],
+        [
+            prom(
+                quantile(0.95, "chat_reply_duration_seconds", "cache_hit"),
+                "cache_hit={{cache_hit}}",
+                exemplar=True,
+            )
+        ],
         unit="s",
+        w=24,
+        h=8,
         description="What a hit saves: a miss includes the simulated thinking time. Exemplars open the trace.",
-    ), 24, 8))
+    )
 
-    panels.append(lay.row("Redis, as seen by the cache service"))
-    panels.append(lay.place(timeseries(
+    b.row("Redis, as seen by the cache service")
+    b.timeseries(
         "Redis latency p50 / p95 / p99",
         [
-            prom(quantile(0.50, "traces_span_metrics_duration_seconds", "span_name", redis_spans),
-                 "p50 {{span_name}}", exemplar=True),
-            prom(quantile(0.95, "traces_span_metrics_duration_seconds", "span_name", redis_spans),
-                 "p95 {{span_name}}", exemplar=True),
-            prom(quantile(0.99, "traces_span_metrics_duration_seconds", "span_name", redis_spans),
-                 "p99 {{span_name}}", exemplar=True),
+            prom(
+                quantile(q, "traces_span_metrics_duration_seconds", "span_name", redis),
+                f"p{int(q * 100)} {{{{span_name}}}}",
+                exemplar=True,
+            )
+            for q in (0.50, 0.95, 0.99)
         ],
         unit="s",
+        w=12,
+        h=9,
         description="Client spans of the cache service (db.system redis), from the Collector's span_metrics connector.",
-    ), 12, 9))
-    panels.append(lay.place(timeseries(
+    )
+    b.timeseries(
         "Redis commands per second and errors",
         [
-            prom(f"sum by (span_name) (rate(traces_span_metrics_calls_total{{{redis_spans}}}[$__rate_interval]))",
-                 "{{span_name}}"),
-            prom(f'sum by (span_name) (rate(traces_span_metrics_calls_total{{{redis_spans}, '
-                 f'status_code="STATUS_CODE_ERROR"}}[$__rate_interval]))', "errors {{span_name}}"),
+            prom(
+                f"sum by (span_name) (rate(traces_span_metrics_calls_total{{{redis}}}{RATE}))",
+                "{{span_name}}",
+            ),
+            prom(
+                f'sum by (span_name) (rate(traces_span_metrics_calls_total{{{redis}, status_code="STATUS_CODE_ERROR"}}{RATE}))',
+                "errors {{span_name}}",
+            ),
         ],
         unit="ops",
-    ), 12, 9))
-    panels.append(lay.place(timeseries(
-        "Service graph edges from cache: rate and server-side p95",
+        w=12,
+        h=9,
+    )
+    b.timeseries(
+        "Service graph: requests from cache",
         [
-            prom('sum by (client, server) (rate(traces_service_graph_request_total{client="cache"}[$__rate_interval]))',
-                 "rate {{client}} → {{server}}"),
-            prom('histogram_quantile(0.95, sum by (client, server, le) '
-                 '(rate(traces_service_graph_request_server_seconds_bucket{client="cache"}[$__rate_interval])))',
-                 "p95 {{client}} → {{server}}"),
+            prom(
+                f"sum by (client, server) (rate(traces_service_graph_request_total{{{edges}}}{RATE}))",
+                "{{client}} → {{server}}",
+            )
         ],
-        unit="short",
-        description="The cache → redis edge of the service graph (the database appears as a virtual server node).",
-    ), 24, 8))
+        unit="ops",
+        w=12,
+        h=8,
+        description='Edges of the service graph that start at cache; Redis is the database node "redis".',
+    )
+    b.timeseries(
+        "Service graph: cache → server latency p95",
+        [
+            prom(
+                quantile(
+                    0.95, "traces_service_graph_request_server_seconds", "client, server", edges
+                ),
+                "{{client}} → {{server}}",
+                exemplar=True,
+            )
+        ],
+        unit="s",
+        w=12,
+        h=8,
+        description="The same edges' duration, as the service-graph connector measures it.",
+    )
 
-    return dashboard("otel-chat-cache", "Cache", "Cache effectiveness and Redis latency.", panels, [])
+    return dashboard("otel-chat-cache", "Cache", "Cache effectiveness and Redis latency.", b, [])
 
 
 def collector() -> Json:
-    lay = Layout()
-    panels: list[Json] = []
-    signals = (("spans", "spans"), ("metric_points", "metric points"), ("log_records", "log records"))
+    b = Board()
+    signals = (
+        ("spans", "spans"),
+        ("metric_points", "metric points"),
+        ("log_records", "log records"),
+    )
 
     def per_signal(metric: str, by: str, legend: str) -> list[Json]:
+        """One target per signal: `metric` has a {} where the signal's name goes."""
         return [
-            prom(f"sum by ({by}) (rate({metric.format(s)}[$__rate_interval]))", f"{label} {legend}")
+            prom(f"sum by ({by}) (rate({metric.format(s)}{RATE}))", f"{label} {legend}")
             for s, label in signals
         ]
 
-    panels.append(lay.row("Receivers"))
-    panels.append(lay.place(timeseries(
+    b.row("Receivers")
+    b.timeseries(
         "Accepted",
         per_signal("otelcol_receiver_accepted_{}_total", "receiver", "{{receiver}}"),
-        unit="short",
+        w=12,
+        h=8,
         description="Items per second the receivers pushed into the pipelines.",
-    ), 12, 8))
-    panels.append(lay.place(timeseries(
+    )
+    b.timeseries(
         "Refused",
         per_signal("otelcol_receiver_refused_{}_total", "receiver", "{{receiver}}"),
-        unit="short",
+        w=12,
+        h=8,
         description="Items per second refused (back-pressure, e.g. memory_limiter). Alert: OtelCollectorRefusingData.",
-    ), 12, 8))
+    )
 
-    panels.append(lay.row("Exporters"))
-    panels.append(lay.place(timeseries(
+    b.row("Exporters")
+    b.timeseries(
         "Sent",
         per_signal("otelcol_exporter_sent_{}_total", "exporter", "{{exporter}}"),
-        unit="short",
+        w=12,
+        h=8,
         description="Items per second delivered to Tempo, Prometheus and Loki.",
-    ), 12, 8))
-    panels.append(lay.place(timeseries(
+    )
+    b.timeseries(
         "Dropped: send failed after retries, or queue full",
         per_signal("otelcol_exporter_send_failed_{}_total", "exporter", "failed {{exporter}}")
-        + per_signal("otelcol_exporter_enqueue_failed_{}_total", "exporter", "queue full {{exporter}}"),
-        unit="short",
+        + per_signal(
+            "otelcol_exporter_enqueue_failed_{}_total", "exporter", "queue full {{exporter}}"
+        ),
+        w=12,
+        h=8,
         description="Items per second the Collector accepted but will not deliver. Alert: OtelCollectorDroppingData.",
-    ), 12, 8))
-    panels.append(lay.place(timeseries(
+    )
+    b.timeseries(
         "Sending queue size and capacity",
         [
             prom("sum by (exporter) (otelcol_exporter_queue_size)", "size {{exporter}}"),
             prom("sum by (exporter) (otelcol_exporter_queue_capacity)", "capacity {{exporter}}"),
         ],
-        unit="short",
+        w=12,
+        h=8,
         description="Batches waiting per exporter. Alert OtelCollectorQueueNearlyFull fires above 80%.",
-    ), 12, 8))
-    panels.append(lay.place(timeseries(
+    )
+    b.timeseries(
         "Scrape of the Collector's metrics",
         [prom('up{job="otel-collector"}', "{{instance}}")],
-        unit="short",
+        w=12,
+        h=8,
         description="1 when Prometheus can scrape :8888. Alert: OtelCollectorDown.",
-    ), 12, 8))
+    )
 
     return dashboard(
         "otel-chat-collector",
         "OpenTelemetry Collector",
         "What the Collector receives, refuses, delivers, queues and drops.",
-        panels,
+        b,
         [],
     )
 
 
 def logs() -> Json:
-    lay = Layout()
-    panels: list[Json] = []
-    selector = '{service_name=~"$service"}'
+    b = Board()
+    # trace_id is structured metadata (not a label): a filter after the stream selector.
+    selector = '{service_name=~"$service"} | trace_id=~"$trace_id"'
 
-    panels.append(lay.place(text(
-        "Logs of the services, shipped over OTLP. `trace_id` and `span_id` are structured "
-        "metadata: expand a line and use **Open trace** next to `trace_id` to jump to Tempo. "
-        "Filter by a trace with the *Trace id* box (a regular expression)."
-    ), 24, 3))
-    panels.append(lay.place({
-        "type": "timeseries",
-        "title": "Log lines by service and level",
-        "datasource": LOKI,
-        "targets": [{
-            "datasource": LOKI,
-            "refId": "A",
-            "expr": f'sum by (service_name, detected_level) (count_over_time({selector} | trace_id=~"$trace_id" [$__auto]))',
-            "legendFormat": "{{service_name}} {{detected_level}}",
-            "queryType": "range",
-        }],
-        "fieldConfig": {"defaults": {"unit": "short", "custom": {"drawStyle": "bars", "fillOpacity": 60,
-                                                                 "stacking": {"mode": "normal", "group": "A"}}},
-                        "overrides": []},
-        "options": {"legend": {"displayMode": "list", "placement": "bottom"}, "tooltip": {"mode": "multi"}},
-    }, 24, 7))
-    for title, query, h in (
-        ("Errors and warnings", f'{selector} | trace_id=~"$trace_id" | detected_level=~"error|warn"', 9),
-        ("All lines", f'{selector} | trace_id=~"$trace_id" |~ "$search"', 14),
-    ):
-        panels.append(lay.place({
-            "type": "logs",
-            "title": title,
-            "datasource": LOKI,
-            "targets": [{"datasource": LOKI, "refId": "A", "expr": query, "queryType": "range"}],
-            "options": {
-                "showTime": True,
-                "showLabels": False,
-                "showCommonLabels": False,
-                "wrapLogMessage": True,
-                "prettifyLogMessage": False,
-                "enableLogDetails": True,
-                "dedupStrategy": "none",
-                "sortOrder": "Descending",
-            },
-        }, 24, h))
+    b.text(
+        "Logs of the services, shipped over OTLP. `trace_id` and `span_id` are structured metadata: "
+        "expand a line and use **Open trace** next to `trace_id` to jump to Tempo. "
+        "Filter by a trace with the *Trace id* box (a regular expression).",
+        w=24,
+        h=3,
+    )
+    b.timeseries(
+        "Log lines by service and level",
+        [
+            loki(
+                f"sum by (service_name, detected_level) (count_over_time({selector} [$__auto]))",
+                "{{service_name}} {{detected_level}}",
+            )
+        ],
+        stack=True,
+        bars=True,
+        w=24,
+        h=7,
+    )
+    b.logs("Errors and warnings", loki(f'{selector} | detected_level=~"error|warn"'), w=24, h=9)
+    b.logs("All lines", loki(f'{selector} |~ "$search"'), w=24, h=14)
 
-    variables = [
+    service = multi_variable(
+        "service",
+        "Service",
+        LOKI,
         {
-            "type": "query",
-            "name": "service",
-            "label": "Service",
-            "datasource": LOKI,
-            "query": {"type": 1, "label": "service_name", "stream": "", "refId": "LokiVariableQueryEditor-VariableQuery"},
-            "definition": "label_values(service_name)",
-            "refresh": 2,
-            "multi": True,
-            "includeAll": True,
-            "allValue": ".+",
-            "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
-            "sort": 1,
+            "type": 1,
+            "label": "service_name",
+            "stream": "",
+            "refId": "LokiVariableQueryEditor-VariableQuery",
         },
-        {"type": "textbox", "name": "trace_id", "label": "Trace id", "query": ".*",
-         "current": {"text": ".*", "value": ".*"}},
-        {"type": "textbox", "name": "search", "label": "Line contains (regex)", "query": "",
-         "current": {"text": "", "value": ""}},
-    ]
+        "label_values(service_name)",
+        ".+",
+    )
     return dashboard(
         "otel-chat-logs",
         "Logs",
         "Log lines of gateway, chat and cache, with links to their traces.",
-        panels,
-        variables,
+        b,
+        [
+            service,
+            textbox("trace_id", "Trace id", ".*"),
+            textbox("search", "Line contains (regex)", ""),
+        ],
     )
 
 
-DASHBOARDS = {
+DASHBOARDS: dict[str, Callable[[], Json]] = {
     "services-overview.json": services_overview,
     "cache.json": cache,
     "collector.json": collector,
@@ -539,19 +686,15 @@ DASHBOARDS = {
 }
 
 
-def render(build: Any) -> str:
-    return json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="Generate the Grafana dashboards of the demo.")
     parser.add_argument("--check", action="store_true", help="fail if a committed file differs")
     args = parser.parse_args()
 
     stale = []
     for name, build in DASHBOARDS.items():
         path = OUT_DIR / name
-        content = render(build)
+        content = json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
         if args.check:
             if not path.exists() or path.read_text(encoding="utf-8") != content:
                 stale.append(str(path))
@@ -560,8 +703,10 @@ def main() -> int:
             path.write_text(content, encoding="utf-8")
             print(f"wrote {path}")
     if stale:
-        print("stale dashboards (run python3 scripts/gen_dashboards.py):\n  " + "\n  ".join(stale),
-              file=sys.stderr)
+        print(
+            "stale dashboards (run python3 scripts/gen_dashboards.py):\n  " + "\n  ".join(stale),
+            file=sys.stderr,
+        )
         return 1
     if args.check:
         print(f"gen_dashboards: {len(DASHBOARDS)} dashboards up to date")

@@ -11,8 +11,8 @@
 # pinned in tools/ocb/go.mod.
 #
 # A tool is rebuilt only when the hash of its inputs (go.mod/go.sum, the builder manifest,
-# local component sources, the Go version) differs from its stamp in $TOOLS_DIR/stamps, so
-# a second run is a no-op. Build output goes to $TOOLS_DIR/logs/<tool>.log.
+# local component sources, its build recipe below, the Go version) differs from its stamp
+# in $TOOLS_DIR/stamps, so a second run is a no-op. Build output goes to $TOOLS_DIR/logs/<tool>.log.
 # Builds run one after another with `go build -p 2`: these graphs are large and the
 # machines have two cores.
 set -euo pipefail
@@ -33,9 +33,13 @@ die() { echo "tools.sh: $*" >&2; exit 1; }
 command -v go >/dev/null || die "go is not installed (Go >= 1.26 is needed)"
 mkdir -p "$BIN" "$STAMPS" "$LOGS"
 
-# inputs_hash FILE... : one hash over the named files' contents and the Go toolchain.
+# inputs_hash TOOL FILE... : one hash over the named files' contents, TOOL's build recipe
+# (the build_TOOL function below) and the Go toolchain.
 inputs_hash() {
-  { go env GOVERSION GOOS GOARCH CGO_ENABLED; sha256sum "$@"; } | sha256sum | cut -d' ' -f1
+  local tool=$1
+  shift
+  { go env GOVERSION GOOS GOARCH CGO_ENABLED; declare -f "build_$tool"; sha256sum "$@"; } |
+    sha256sum | cut -d' ' -f1
 }
 
 # tool_inputs TOOL : the files whose change must rebuild TOOL (paths relative to the repo).
@@ -91,13 +95,20 @@ build_prometheus() {
 }
 
 build_jaeger() {
-  (cd "$REPO/tools/jaeger" && go build -trimpath -ldflags "-s -w" -o "$BIN/jaeger" \
-    github.com/jaegertracing/jaeger/cmd/jaeger)
+  # Module v1.76.0 is Jaeger v2.13: `jaeger version` shows the module version.
+  local mv
+  mv=$(module_version tools/jaeger github.com/jaegertracing/jaeger)
+  (cd "$REPO/tools/jaeger" && go build -trimpath \
+    -ldflags "-s -w -X github.com/jaegertracing/jaeger/internal/version.latestVersion=module-$mv" \
+    -o "$BIN/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger)
 }
 
 build_victoria-logs() {
-  (cd "$REPO/tools/victorialogs" && go build -trimpath -ldflags "-s -w" -o "$BIN/victoria-logs" \
-    github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs)
+  local mv
+  mv=$(module_version tools/victorialogs github.com/VictoriaMetrics/VictoriaLogs)
+  (cd "$REPO/tools/victorialogs" && go build -trimpath \
+    -ldflags "-s -w -X github.com/VictoriaMetrics/VictoriaMetrics/lib/buildinfo.Version=victoria-logs-$mv" \
+    -o "$BIN/victoria-logs" github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs)
 }
 
 build_composecheck() {
@@ -115,13 +126,19 @@ tools=("$@")
 cd "$REPO"
 for tool in "${tools[@]}"; do
   # shellcheck disable=SC2046 # word splitting of the file list is intended
-  hash=$(inputs_hash $(tool_inputs "$tool"))
+  hash=$(inputs_hash "$tool" $(tool_inputs "$tool"))
   if up_to_date "$tool" "$hash"; then
     echo "$tool: up to date"
     continue
   fi
   start=$SECONDS
-  if ! "build_$tool" >"$LOGS/$tool.log" 2>&1; then
+  # Not `if ! build_...` nor `build_... || rc=$?`: errexit is off inside a function called
+  # as a condition or in a || list, and every failing step of a build must stop it.
+  set +e
+  (set -e; "build_$tool") >"$LOGS/$tool.log" 2>&1
+  rc=$?
+  set -e
+  if ((rc != 0)); then
     tail -n 30 "$LOGS/$tool.log" >&2
     die "$tool: build failed (full log: $LOGS/$tool.log)"
   fi

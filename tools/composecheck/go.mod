@@ -1,4 +1,4 @@
-module github.com/otel-chat-demo/tools/composecheck
+module otel-chat-demo/tools/composecheck
 
 go 1.25.0
 

@@ -1,4 +1,4 @@
-module github.com/otel-chat-demo/tools/jaeger
+module otel-chat-demo/tools/jaeger
 
 go 1.25.0
 

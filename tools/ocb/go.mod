@@ -1,4 +1,4 @@
-module github.com/otel-chat-demo/tools/ocb
+module otel-chat-demo/tools/ocb
 
 go 1.26.0
 

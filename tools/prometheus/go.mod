@@ -1,4 +1,4 @@
-module github.com/otel-chat-demo/tools/prometheus
+module otel-chat-demo/tools/prometheus
 
 go 1.26.7
 

@@ -1,4 +1,4 @@
-module github.com/otel-chat-demo/tools/victorialogs
+module otel-chat-demo/tools/victorialogs
 
 go 1.26.5
 

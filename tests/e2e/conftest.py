@@ -1,0 +1,117 @@
+"""The whole native pipeline, started once for these tests on free ports.
+
+gateway -> chat -> cache -> Redis, exporting to the Collector (the very same
+otel-collector/config.yaml), which feeds Jaeger (traces), Prometheus (metrics)
+and VictoriaLogs (logs). See devstack.native for what stands in for what.
+"""
+
+import json
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from devstack.native import NativeStack, Ports, native_stack
+from services.gateway.settings import DEMO_API_KEY
+
+# The request that carries every kind of secret: none may show up anywhere.
+SECRET_HEADERS = {
+    "X-API-Key": DEMO_API_KEY,
+    "Authorization": "Bearer e2e-secret-bearer-7f3a",
+    "Cookie": "session=e2e-secret-cookie-9c1d",
+}
+SECRET_VALUES = (DEMO_API_KEY, "e2e-secret-bearer-7f3a", "e2e-secret-cookie-9c1d")
+
+
+@dataclass(frozen=True)
+class Backends:
+    ports: Ports
+
+    def get_json(self, port: int, path: str, **params: str) -> Any:
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        url = f"http://127.0.0.1:{port}{path}{query}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return json.load(response)
+
+    def get_text(self, port: int, path: str, **params: str) -> str:
+        url = f"http://127.0.0.1:{port}{path}?{urllib.parse.urlencode(params)}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text: str = response.read().decode()
+            return text
+
+    def trace(self, trace_id: str) -> list[dict[str, Any]]:
+        """A trace from Jaeger as OTLP JSON resourceSpans ([] while unknown)."""
+        try:
+            body = self.get_json(self.ports.jaeger_query, f"/api/v3/traces/{trace_id}")
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return []
+            raise
+        spans: list[dict[str, Any]] = body["result"]["resourceSpans"]
+        return spans
+
+    def promql(self, query: str) -> list[dict[str, Any]]:
+        body = self.get_json(self.ports.prometheus, "/api/v1/query", query=query)
+        assert body["status"] == "success", body
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def logs(self, logsql: str, limit: int = 10_000) -> list[dict[str, Any]]:
+        text = self.get_text(
+            self.ports.victoria_logs, "/select/logsql/query", query=logsql, limit=str(limit)
+        )
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """What the tests sent through the gateway, and what came back."""
+
+    responses: list[dict[str, Any]]
+    secret_trace_id: str
+
+    @property
+    def trace_ids(self) -> list[str]:
+        return [response["trace_id"] for response in self.responses]
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack]:
+    run_dir: Path = tmp_path_factory.mktemp("native-stack")
+    with native_stack(run_dir, Ports.free()) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def backends(stack: NativeStack) -> Backends:
+    return Backends(stack.ports)
+
+
+@pytest.fixture(scope="session")
+def traffic(stack: NativeStack) -> Traffic:
+    """A few dozen chats: 12 distinct messages twice (misses, then hits), in 3 sessions."""
+    gateway = f"http://127.0.0.1:{stack.ports.gateway}"
+    topics = ("hello", "traces", "metrics", "logs", "spans", "bye")
+    messages = [f"{topic} {uuid.uuid4().hex[:6]}" for topic in topics * 2]
+    responses: list[dict[str, Any]] = []
+    sessions: list[str | None] = [None, None, None]
+    with httpx.Client(base_url=gateway, headers={"X-API-Key": DEMO_API_KEY}, timeout=10) as client:
+        for round_ in range(2):
+            for i, message in enumerate(messages):
+                session = sessions[i % 3]
+                body = {"message": message} | ({"session_id": session} if session else {})
+                response = client.post("/chat", json=body)
+                assert response.status_code == 200, response.text
+                reply = response.json()
+                assert reply["cached"] is (round_ == 1)
+                sessions[i % 3] = reply["session_id"]
+                responses.append(reply)
+        secret = client.post("/chat", json={"message": "hello, secretly"}, headers=SECRET_HEADERS)
+        assert secret.status_code == 200
+    return Traffic(responses=responses, secret_trace_id=secret.json()["trace_id"])

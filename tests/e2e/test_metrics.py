@@ -1,0 +1,132 @@
+"""Prometheus holds every metric the dashboards and alerts are built on."""
+
+import json
+import re
+import time
+from typing import Any
+
+import pytest
+import yaml
+
+from devstack.native import REPO
+from devstack.processes import wait_until
+from tests.e2e.conftest import Backends, Traffic
+
+SERVICES = ("gateway", "chat", "cache")
+
+# (series selector, why it must exist). A new metric is one line.
+SERIES = [
+    *(f'http_server_request_duration_seconds_bucket{{service_name="{s}"}}' for s in SERVICES),
+    'http_client_request_duration_seconds_bucket{service_name="gateway"}',
+    'http_client_request_duration_seconds_bucket{service_name="chat"}',
+    'chat_requests_total{service_name="gateway", chat_outcome="ok"}',
+    'chat_replies_total{service_name="chat", cache_hit="true"}',
+    'chat_replies_total{service_name="chat", cache_hit="false"}',
+    'chat_reply_duration_seconds_bucket{service_name="chat"}',
+    'cache_lookups_total{service_name="cache", cache_result="hit"}',
+    'cache_lookups_total{service_name="cache", cache_result="miss"}',
+    *(f'traces_span_metrics_calls_total{{service_name="{s}"}}' for s in SERVICES),
+    *(f'traces_span_metrics_duration_seconds_bucket{{service_name="{s}"}}' for s in SERVICES),
+    'traces_span_metrics_calls_total{service_name="cache", span_kind="SPAN_KIND_CLIENT"}',
+    "otelcol_receiver_accepted_spans_total",
+    "otelcol_exporter_sent_spans_total",
+    *(f'otel_sdk_exporter_span_exported_total{{service_name="{s}"}}' for s in SERVICES),
+]
+SERVICE_GRAPH_EDGES = [("gateway", "chat"), ("chat", "cache"), ("cache", "redis")]
+
+
+def _has_data(backends: Backends, query: str, timeout: float = 90) -> list[dict[str, Any]]:
+    return wait_until(
+        lambda: backends.promql(query) or None, timeout=timeout, what=f"data for {query}"
+    )
+
+
+@pytest.mark.parametrize("selector", SERIES)
+def test_series_exist(backends: Backends, traffic: Traffic, selector: str) -> None:
+    _has_data(backends, selector)
+
+
+@pytest.mark.parametrize(("client", "server"), SERVICE_GRAPH_EDGES)
+def test_service_graph_has_the_edge(
+    backends: Backends, traffic: Traffic, client: str, server: str
+) -> None:
+    _has_data(
+        backends, f'traces_service_graph_request_total{{client="{client}", server="{server}"}}'
+    )
+
+
+def test_exemplars_lead_to_traces_in_jaeger(backends: Backends, traffic: Traffic) -> None:
+    def exemplar_trace_ids() -> set[str] | None:
+        now = time.time()
+        body = backends.get_json(
+            backends.ports.prometheus,
+            "/api/v1/query_exemplars",
+            query='http_server_request_duration_seconds_bucket{service_name="gateway"}',
+            start=str(now - 3600),
+            end=str(now + 60),
+        )
+        ids = {
+            exemplar["labels"]["trace_id"]
+            for series in body["data"]
+            for exemplar in series["exemplars"]
+            if "trace_id" in exemplar["labels"]
+        }
+        return ids or None
+
+    trace_ids = wait_until(exemplar_trace_ids, timeout=60, what="exemplars with trace ids")
+    for trace_id in sorted(trace_ids)[:5]:
+
+        def stored(t: str = trace_id) -> object | None:
+            return backends.trace(t) or None
+
+        wait_until(stored, timeout=30, what=f"exemplar trace {trace_id} in Jaeger")
+
+
+# --- Every query a dashboard panel runs returns data -------------------------------------
+
+DASHBOARDS = sorted((REPO / "deploy/grafana/dashboards").glob("*.json"))
+# Grafana's variables, as a user first opening the dashboard would have them.
+VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__auto": "1m", "$service": ".*"}
+
+
+def _panel_queries() -> list[tuple[str, str]]:
+    queries = []
+    for path in DASHBOARDS:
+        dashboard = json.loads(path.read_text())
+        for panel in dashboard.get("panels", []):
+            for target in panel.get("targets", []):
+                datasource = target.get("datasource") or panel.get("datasource") or {}
+                if datasource.get("uid") == "prometheus" and target.get("expr"):
+                    queries.append((f"{path.stem}: {panel['title']}", target["expr"]))
+    return queries
+
+
+def _substitute(expr: str) -> str:
+    for variable, value in VARIABLES.items():
+        expr = expr.replace(variable, value)
+    assert not re.search(r"\$\w", expr), f"unknown variable in {expr}"
+    return expr
+
+
+@pytest.mark.parametrize(("panel", "expr"), _panel_queries(), ids=lambda v: str(v)[:60])
+def test_dashboard_panel_shows_data(
+    backends: Backends, traffic: Traffic, panel: str, expr: str
+) -> None:
+    _has_data(backends, _substitute(expr))
+
+
+def test_every_alert_has_a_promtool_unit_test() -> None:
+    """Alert expressions are quiet on a healthy stack; their promtool tests prove
+    each one fires (and stays quiet) as meant."""
+    rules = yaml.safe_load((REPO / "deploy/prometheus/rules/alerts.yml").read_text())
+    alerts = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    tests = yaml.safe_load((REPO / "deploy/prometheus/rules/alerts.test.yml").read_text())
+    tested = {case["alertname"] for t in tests["tests"] for case in t.get("alert_rule_test", [])}
+    assert alerts and alerts <= tested, alerts - tested
+
+
+def test_alert_rules_are_loaded_and_evaluated(backends: Backends, stack: Any) -> None:
+    body = backends.get_json(backends.ports.prometheus, "/api/v1/rules")
+    loaded = {r["name"] for g in body["data"]["groups"] for r in g["rules"]}
+    rules = yaml.safe_load((REPO / "deploy/prometheus/rules/alerts.yml").read_text())
+    assert {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r} <= loaded

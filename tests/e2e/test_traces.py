@@ -1,0 +1,86 @@
+"""Every request's trace, fetched from Jaeger by the id the gateway returned."""
+
+import pytest
+
+from devstack.processes import wait_until
+from tests.e2e.conftest import Backends, Traffic
+from tests.e2e.otlp_json import CLIENT, SERVER, StoredSpan, flatten
+
+SERVICES = ("gateway", "chat", "cache")
+# caller -> callee: each callee span under a caller's client span. A new edge is one line.
+EDGES = (("gateway", "chat"), ("chat", "cache"), ("cache", "redis"))
+
+
+def _complete(backends: Backends, trace_id: str) -> list[StoredSpan]:
+    """The trace once every call in it arrived (one cache server span per chat
+    client span, Redis spans under them); spans of one trace arrive in pieces."""
+
+    def probe() -> list[StoredSpan] | None:
+        spans = flatten(backends.trace(trace_id))
+        servers = {s.service for s in spans if s.kind == SERVER}
+        chat_calls = [s for s in spans if s.service == "chat" and s.kind == CLIENT]
+        cache_servers = [s for s in spans if s.service == "cache" and s.kind == SERVER]
+        redis = [s for s in spans if s.is_redis]
+        complete = servers == set(SERVICES) and len(cache_servers) == len(chat_calls)
+        return spans if complete and len(redis) >= len(cache_servers) else None
+
+    return wait_until(probe, timeout=60, what=f"trace {trace_id} complete in Jaeger")
+
+
+@pytest.fixture(scope="module")
+def traces(backends: Backends, traffic: Traffic) -> dict[str, list[StoredSpan]]:
+    return {trace_id: _complete(backends, trace_id) for trace_id in traffic.trace_ids}
+
+
+@pytest.mark.parametrize(("caller", "callee"), EDGES)
+def test_each_hop_is_parented_by_its_callers_client_span(
+    traces: dict[str, list[StoredSpan]], caller: str, callee: str
+) -> None:
+    for trace_id, spans in traces.items():
+        by_id = {span.span_id: span for span in spans}
+        if callee == "redis":
+            children = [s for s in spans if s.is_redis]
+            expected_parent_kind = SERVER  # Redis has no spans: its client spans hang off
+        else:
+            children = [s for s in spans if s.service == callee and s.kind == SERVER]
+            expected_parent_kind = CLIENT
+        assert children, f"{trace_id}: no {callee} spans"
+        for child in children:
+            parent = by_id[child.parent_span_id]
+            assert (parent.service, parent.kind) == (caller, expected_parent_kind), trace_id
+
+
+def test_the_gateway_server_span_is_the_root(traces: dict[str, list[StoredSpan]]) -> None:
+    for trace_id, spans in traces.items():
+        roots = [s for s in spans if not s.parent_span_id]
+        assert [(r.service, r.name, r.kind) for r in roots] == [("gateway", "POST /chat", SERVER)]
+        assert all(span.status_code != 2 for span in spans), f"{trace_id} has an error span"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_resource_attributes_identify_the_service(
+    traces: dict[str, list[StoredSpan]], service: str
+) -> None:
+    for spans in traces.values():
+        for span in (s for s in spans if s.service == service):
+            assert span.resource["service.namespace"] == "otel-chat-demo"
+            assert span.resource["service.version"]
+            assert span.resource["service.instance.id"]
+            assert span.resource["deployment.environment.name"] == "native"
+
+
+def test_baggage_becomes_an_attribute_downstream(traces: dict[str, list[StoredSpan]]) -> None:
+    for spans in traces.values():
+        downstream = [s for s in spans if s.service in ("chat", "cache")]
+        assert {s.attributes.get("client.id") for s in downstream} == {"demo-client"}
+
+
+def test_cache_hits_and_misses_are_visible(
+    traces: dict[str, list[StoredSpan]], traffic: Traffic
+) -> None:
+    for response in traffic.responses:
+        spans = traces[response["trace_id"]]
+        lookup = next(s for s in spans if s.name == "chat.cache_lookup")
+        assert lookup.attributes["cache.hit"] is response["cached"]
+        generated = any(s.name == "chat.generate_reply" for s in spans)
+        assert generated is not response["cached"]
