@@ -1,6 +1,8 @@
-"""``python -m devstack up|down|ps|logs``: the native stack behind ``make dev``."""
+"""``python -m devstack up|down|ps|logs|trace|load``: the native stack behind
+``make dev``, and the trace and load commands for either stack."""
 
 import argparse
+import asyncio
 import os
 import signal
 import subprocess
@@ -8,7 +10,10 @@ import sys
 import threading
 from pathlib import Path
 
+from devstack.load import run_load
 from devstack.native import REPO, NativeStack, Ports
+from devstack.trace import show_trace
+from services.gateway.settings import DEMO_API_KEY
 
 RUN_DIR = Path(os.environ.get("DEVSTACK_RUN_DIR", REPO / ".run"))
 
@@ -17,7 +22,7 @@ def up(detach: bool) -> int:
     if (existing := NativeStack.load(RUN_DIR)) and existing.running:
         print(f"already running ({RUN_DIR / 'state.json'}); `make down` first", file=sys.stderr)
         return 1
-    stack = NativeStack(RUN_DIR, Ports())
+    stack = NativeStack(RUN_DIR, Ports(), detachable=True)
     stopping = threading.Event()
     # Stop cleanly on Ctrl-C and on `kill`, wherever start() is.
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -77,6 +82,21 @@ def logs() -> int:
     return subprocess.call(["tail", "-n", "20", "-F", *files])  # noqa: S607 (tail from PATH)
 
 
+def gateway_and_stores() -> tuple[str, str, str | None]:
+    """Gateway URL, trace URL template and Grafana URL of the running stack."""
+    stack = NativeStack.load(RUN_DIR)
+    if stack is not None and stack.running:
+        ports = stack.ports
+        jaeger = f"http://127.0.0.1:{ports.jaeger_query}/api/v3/traces/{{trace_id}}"
+        return f"http://127.0.0.1:{ports.gateway}", jaeger, None
+    # The Docker stack: Tempo's API and Grafana, published on localhost.
+    return (
+        "http://localhost:8000",
+        "http://localhost:3200/api/v2/traces/{trace_id}",
+        ("http://localhost:3000"),
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -85,9 +105,30 @@ def main() -> int:
     commands.add_parser("down", help="stop the detached native stack")
     commands.add_parser("ps", help="list its processes")
     commands.add_parser("logs", help="follow its logs")
+    commands.add_parser("trace", help="send a chat request and print its trace")
+    load_test = commands.add_parser("load", help="load-test the gateway")
+    load_test.add_argument("--requests", type=int, default=2_000)
+    load_test.add_argument("--concurrency", type=int, default=16)
+    load_test.add_argument("--seconds", type=float, default=60)
     args = parser.parse_args()
     if args.command == "up":
         return up(args.detach)
+    gateway, trace_url, grafana = gateway_and_stores()
+    api_key = os.environ.get("API_KEY", DEMO_API_KEY)
+    if args.command == "trace":
+        show_trace(gateway, api_key, trace_url, grafana)
+        return 0
+    if args.command == "load":
+        asyncio.run(
+            run_load(
+                gateway,
+                api_key,
+                requests=args.requests,
+                concurrency=args.concurrency,
+                seconds=args.seconds,
+            )
+        )
+        return 0
     return {"down": down, "ps": ps, "logs": logs}[args.command]()
 
 

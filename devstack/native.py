@@ -210,9 +210,13 @@ class Running:
 class NativeStack:
     """Start the components in order, each once the one before is ready."""
 
-    def __init__(self, run_dir: Path, ports: Ports | None = None) -> None:
+    def __init__(
+        self, run_dir: Path, ports: Ports | None = None, *, detachable: bool = False
+    ) -> None:
         self.run_dir = run_dir
         self.ports = ports or Ports()
+        # Processes in sessions of their own, to outlive `python -m devstack up --detach`.
+        self.detachable = detachable
         self.running: list[Running] = []
 
     @property
@@ -230,7 +234,13 @@ class NativeStack:
         write_prometheus_config(self.run_dir, self.ports)
         for component in components(self.ports, self.run_dir):
             log_path = self.run_dir / "logs" / f"{component.name}.log"
-            process = start(component.command, log_path=log_path, env=component.env, cwd=REPO)
+            process = start(
+                component.command,
+                log_path=log_path,
+                env=component.env,
+                cwd=REPO,
+                own_session=self.detachable,
+            )
             self.running.append(
                 Running(
                     component.name,

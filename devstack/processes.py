@@ -74,10 +74,20 @@ def redis_ping(port: int) -> Probe:
 
 
 def start(
-    command: Sequence[str], *, log_path: Path, env: Mapping[str, str], cwd: Path
+    command: Sequence[str],
+    *,
+    log_path: Path,
+    env: Mapping[str, str],
+    cwd: Path,
+    own_session: bool = False,
 ) -> subprocess.Popen[bytes]:
-    """Start ``command`` in its own session (a terminal's Ctrl-C reaches only us,
-    so we stop everything in order), output to ``log_path``."""
+    """Start ``command``, its output to ``log_path``.
+
+    ``own_session``: for a stack that outlives this process (``up --detach``),
+    and so a terminal's Ctrl-C reaches only the orchestrator, which then stops
+    everything in order. Otherwise the process stays in our process group, so
+    whoever kills the group (a CI timeout) takes it down too.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         return subprocess.Popen(
@@ -87,7 +97,7 @@ def start(
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            start_new_session=own_session,
         )
 
 

@@ -268,6 +268,16 @@ ROUTE_LEGEND = "{{service_name}} {{http_request_method}} {{http_route}}"
 RATE = "[$__rate_interval]"
 
 
+def or_zero(failures: str, total: str) -> str:
+    """`failures`, or 0 for every series of `total` that has none yet.
+
+    Failure counters appear only after the first failure: without this a healthy
+    stack shows "No data" where it should show 0 (and the end-to-end tests, which
+    ask every panel for data, fail).
+    """
+    return f"({failures}) or ({total}) * 0"
+
+
 def services_overview() -> Json:
     b = Board()
 
@@ -284,8 +294,12 @@ def services_overview() -> Json:
         "Error ratio (5xx)",
         [
             prom(
-                f'sum by (service_name) (rate({SERVER}_count{{{SEL}, http_response_status_code=~"5.."}}{RATE}))'
-                f" / sum by (service_name) (rate({SERVER}_count{{{SEL}}}{RATE}))",
+                "("
+                + or_zero(
+                    f'sum by (service_name) (rate({SERVER}_count{{{SEL}, http_response_status_code=~"5.."}}{RATE}))',
+                    f"sum by (service_name) (rate({SERVER}_count{{{SEL}}}{RATE}))",
+                )
+                + f") / sum by (service_name) (rate({SERVER}_count{{{SEL}}}{RATE}))",
                 "{{service_name}}",
             )
         ],
@@ -328,8 +342,12 @@ def services_overview() -> Json:
         "Error ratio by route (5xx)",
         [
             prom(
-                f'sum by ({ROUTE_BY}) (rate({SERVER}_count{{{SEL}, http_response_status_code=~"5.."}}{RATE}))'
-                f" / sum by ({ROUTE_BY}) (rate({SERVER}_count{{{SEL}}}{RATE}))",
+                "("
+                + or_zero(
+                    f'sum by ({ROUTE_BY}) (rate({SERVER}_count{{{SEL}, http_response_status_code=~"5.."}}{RATE}))',
+                    f"sum by ({ROUTE_BY}) (rate({SERVER}_count{{{SEL}}}{RATE}))",
+                )
+                + f") / sum by ({ROUTE_BY}) (rate({SERVER}_count{{{SEL}}}{RATE}))",
                 ROUTE_LEGEND,
             )
         ],
@@ -507,7 +525,10 @@ def cache() -> Json:
                 "{{span_name}}",
             ),
             prom(
-                f'sum by (span_name) (rate(traces_span_metrics_calls_total{{{redis}, status_code="STATUS_CODE_ERROR"}}{RATE}))',
+                or_zero(
+                    f'sum by (span_name) (rate(traces_span_metrics_calls_total{{{redis}, status_code="STATUS_CODE_ERROR"}}{RATE}))',
+                    f"sum by (span_name) (rate(traces_span_metrics_calls_total{{{redis}}}{RATE}))",
+                ),
                 "errors {{span_name}}",
             ),
         ],
@@ -556,12 +577,18 @@ def collector() -> Json:
         ("log_records", "log records"),
     )
 
-    def per_signal(metric: str, by: str, legend: str) -> list[Json]:
-        """One target per signal: `metric` has a {} where the signal's name goes."""
-        return [
-            prom(f"sum by ({by}) (rate({metric.format(s)}{RATE}))", f"{label} {legend}")
-            for s, label in signals
-        ]
+    def per_signal(metric: str, by: str, legend: str, *, zero_like: str = "") -> list[Json]:
+        """One target per signal: `metric` has a {} where the signal's name goes.
+        `zero_like`: a metric of the same components that always exists, for a 0
+        while `metric` (a failure counter) has not appeared yet."""
+
+        def expr(s: str) -> str:
+            rate = f"sum by ({by}) (rate({metric.format(s)}{RATE}))"
+            if zero_like:
+                return or_zero(rate, f"sum by ({by}) (rate({zero_like.format(s)}{RATE}))")
+            return rate
+
+        return [prom(expr(s), f"{label} {legend}") for s, label in signals]
 
     b.row("Receivers")
     b.timeseries(
@@ -589,9 +616,17 @@ def collector() -> Json:
     )
     b.timeseries(
         "Dropped: send failed after retries, or queue full",
-        per_signal("otelcol_exporter_send_failed_{}_total", "exporter", "failed {{exporter}}")
+        per_signal(
+            "otelcol_exporter_send_failed_{}_total",
+            "exporter",
+            "failed {{exporter}}",
+            zero_like="otelcol_exporter_sent_{}_total",
+        )
         + per_signal(
-            "otelcol_exporter_enqueue_failed_{}_total", "exporter", "queue full {{exporter}}"
+            "otelcol_exporter_enqueue_failed_{}_total",
+            "exporter",
+            "queue full {{exporter}}",
+            zero_like="otelcol_exporter_sent_{}_total",
         ),
         w=12,
         h=8,

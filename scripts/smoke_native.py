@@ -22,6 +22,7 @@ Everything runs in a temporary directory, removed at the end (--keep to keep it)
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import secrets
@@ -58,10 +59,15 @@ otlp:
   keep_identifying_resource_attributes: true
 """
 
-SERVICE_GRAPH_EDGES = [("user", "gateway"), ("gateway", "chat"), ("chat", "cache"), ("cache", "redis")]
+SERVICE_GRAPH_EDGES = [
+    ("user", "gateway"),
+    ("gateway", "chat"),
+    ("chat", "cache"),
+    ("cache", "redis"),
+]
 
 
-class Failure(Exception):
+class CheckError(Exception):
     """A check failed; the message says which and what was seen."""
 
 
@@ -72,7 +78,10 @@ class Process:
         self.name = name
         self.log = log_dir / f"{name}.log"
         with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+            # argv is built here from fixed tool paths, no shell.
+            self.proc = subprocess.Popen(  # noqa: S603
+                argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO
+            )
 
     def tail(self, lines: int = 25) -> str:
         text = self.log.read_text(errors="replace").splitlines()
@@ -90,11 +99,12 @@ class Process:
 
 def http(method: str, url: str, body: Any = None) -> tuple[int, bytes]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method)
+    # Only the fixed http://127.0.0.1 URLs above are opened.
+    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -105,7 +115,7 @@ def get_json(url: str, **params: str) -> Any:
         url += "?" + urllib.parse.urlencode(params)
     status, body = http("GET", url)
     if status != 200:
-        raise Failure(f"GET {url}: HTTP {status}: {body[:300]!r}")
+        raise CheckError(f"GET {url}: HTTP {status}: {body[:300]!r}")
     return json.loads(body)
 
 
@@ -116,16 +126,18 @@ def poll(what: str, check: Callable[[], Any], timeout: float, procs: list[Proces
     while True:
         for p in procs:
             if p.proc.poll() is not None:
-                raise Failure(f"{p.name} exited ({p.proc.returncode}) while waiting for {what}:\n{p.tail()}")
+                raise CheckError(
+                    f"{p.name} exited ({p.proc.returncode}) while waiting for {what}:\n{p.tail()}"
+                )
         try:
             result = check()
             if result:
                 return result
             last = result
-        except (Failure, OSError, ValueError) as exc:
+        except (CheckError, OSError, ValueError) as exc:
             last = exc
         if time.monotonic() > deadline:
-            raise Failure(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+            raise CheckError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
         time.sleep(0.5)
 
 
@@ -139,23 +151,33 @@ def now_ns() -> int:
 
 def attr(key: str, value: Any) -> dict[str, Any]:
     if isinstance(value, list):
-        return {"key": key, "value": {"arrayValue": {"values": [{"stringValue": v} for v in value]}}}
+        return {
+            "key": key,
+            "value": {"arrayValue": {"values": [{"stringValue": v} for v in value]}},
+        }
     if isinstance(value, int):
         return {"key": key, "value": {"intValue": str(value)}}
     return {"key": key, "value": {"stringValue": value}}
 
 
 def resource(service: str) -> dict[str, Any]:
-    return {"attributes": [attr("service.name", service), attr("service.instance.id", f"{service}-smoke")]}
+    return {
+        "attributes": [
+            attr("service.name", service),
+            attr("service.instance.id", f"{service}-smoke"),
+        ]
+    }
 
 
 def trace_payload(trace_id: str, ids: dict[str, str]) -> dict[str, Any]:
     """gateway (root) -> chat -> cache -> Redis, the demo's request chain."""
     end = now_ns()
     start = end - 50_000_000
-    SERVER, CLIENT = 2, 3
+    server, client = 2, 3  # OTLP SpanKind values
 
-    def span(name: str, key: str, parent: str | None, kind: int, attrs: list[dict[str, Any]]) -> dict[str, Any]:
+    def span(
+        name: str, key: str, parent: str | None, kind: int, attrs: list[dict[str, Any]]
+    ) -> dict[str, Any]:
         s: dict[str, Any] = {
             "traceId": trace_id,
             "spanId": ids[key],
@@ -170,33 +192,93 @@ def trace_payload(trace_id: str, ids: dict[str, str]) -> dict[str, Any]:
             s["parentSpanId"] = ids[parent]
         return s
 
-    http_server = [attr("http.request.method", "POST"), attr("http.route", "/chat"), attr("http.response.status_code", 200)]
+    http_server = [
+        attr("http.request.method", "POST"),
+        attr("http.route", "/chat"),
+        attr("http.response.status_code", 200),
+    ]
     return {
         "resourceSpans": [
             {
                 "resource": resource("gateway"),
-                "scopeSpans": [{"scope": {"name": "smoke"}, "spans": [
-                    span("POST /chat", "gw_server", None, SERVER,
-                         [*http_server, attr("http.request.header.authorization", ["Bearer smoke-secret"])]),
-                    span("POST", "gw_client", "gw_server", CLIENT,
-                         [attr("http.request.method", "POST"), attr("server.address", "127.0.0.1")]),
-                ]}],
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "smoke"},
+                        "spans": [
+                            span(
+                                "POST /chat",
+                                "gw_server",
+                                None,
+                                server,
+                                [
+                                    *http_server,
+                                    attr(
+                                        "http.request.header.authorization", ["Bearer smoke-secret"]
+                                    ),
+                                ],
+                            ),
+                            span(
+                                "POST",
+                                "gw_client",
+                                "gw_server",
+                                client,
+                                [
+                                    attr("http.request.method", "POST"),
+                                    attr("server.address", "127.0.0.1"),
+                                ],
+                            ),
+                        ],
+                    }
+                ],
             },
             {
                 "resource": resource("chat"),
-                "scopeSpans": [{"scope": {"name": "smoke"}, "spans": [
-                    span("POST /chat", "chat_server", "gw_client", SERVER, http_server),
-                    span("GET", "chat_client", "chat_server", CLIENT, [attr("http.request.method", "GET")]),
-                ]}],
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "smoke"},
+                        "spans": [
+                            span("POST /chat", "chat_server", "gw_client", server, http_server),
+                            span(
+                                "GET",
+                                "chat_client",
+                                "chat_server",
+                                client,
+                                [attr("http.request.method", "GET")],
+                            ),
+                        ],
+                    }
+                ],
             },
             {
                 "resource": resource("cache"),
-                "scopeSpans": [{"scope": {"name": "smoke"}, "spans": [
-                    span("GET /cache/{key}", "cache_server", "chat_client", SERVER,
-                         [attr("http.request.method", "GET"), attr("http.route", "/cache/{key}")]),
-                    span("GET", "redis", "cache_server", CLIENT,
-                         [attr("db.system", "redis"), attr("server.address", "localhost"), attr("server.port", 6379)]),
-                ]}],
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "smoke"},
+                        "spans": [
+                            span(
+                                "GET /cache/{key}",
+                                "cache_server",
+                                "chat_client",
+                                server,
+                                [
+                                    attr("http.request.method", "GET"),
+                                    attr("http.route", "/cache/{key}"),
+                                ],
+                            ),
+                            span(
+                                "GET",
+                                "redis",
+                                "cache_server",
+                                client,
+                                [
+                                    attr("db.system", "redis"),
+                                    attr("server.address", "localhost"),
+                                    attr("server.port", 6379),
+                                ],
+                            ),
+                        ],
+                    }
+                ],
             },
         ]
     }
@@ -204,46 +286,99 @@ def trace_payload(trace_id: str, ids: dict[str, str]) -> dict[str, Any]:
 
 def log_payload(trace_id: str, span_id: str, marker: str) -> dict[str, Any]:
     t = str(now_ns())
-    return {"resourceLogs": [{
-        "resource": resource("gateway"),
-        "scopeLogs": [{"scope": {"name": "smoke"}, "logRecords": [{
-            "timeUnixNano": t,
-            "observedTimeUnixNano": t,
-            "severityNumber": 9,
-            "severityText": "INFO",
-            "body": {"stringValue": f"smoke log {marker}"},
-            "attributes": [attr("api_key", "smoke-secret"), attr("chat.turn", 1)],
-            "traceId": trace_id,
-            "spanId": span_id,
-        }]}],
-    }]}
+    return {
+        "resourceLogs": [
+            {
+                "resource": resource("gateway"),
+                "scopeLogs": [
+                    {
+                        "scope": {"name": "smoke"},
+                        "logRecords": [
+                            {
+                                "timeUnixNano": t,
+                                "observedTimeUnixNano": t,
+                                "severityNumber": 9,
+                                "severityText": "INFO",
+                                "body": {"stringValue": f"smoke log {marker}"},
+                                "attributes": [
+                                    attr("api_key", "smoke-secret"),
+                                    attr("chat.turn", 1),
+                                ],
+                                "traceId": trace_id,
+                                "spanId": span_id,
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
 
 
 def metrics_payload(marker: str) -> dict[str, Any]:
     end = now_ns()
     start = end - 1_000_000_000
-    point = {"startTimeUnixNano": str(start), "timeUnixNano": str(end), "attributes": [attr("smoke.run", marker)]}
-    return {"resourceMetrics": [{
-        "resource": resource("gateway"),
-        "scopeMetrics": [{"scope": {"name": "smoke"}, "metrics": [
-            {"name": "smoke.requests", "unit": "{request}",
-             "sum": {"aggregationTemporality": 2, "isMonotonic": True, "dataPoints": [{**point, "asInt": "3"}]}},
-            {"name": "smoke.queue.size", "unit": "1", "gauge": {"dataPoints": [{**point, "asDouble": 0.5}]}},
-            {"name": "smoke.duration", "unit": "s", "histogram": {"aggregationTemporality": 2, "dataPoints": [{
-                **point, "count": "2", "sum": 0.3, "explicitBounds": [0.1, 1.0], "bucketCounts": ["1", "1", "0"]}]}},
-        ]}],
-    }]}
+    point = {
+        "startTimeUnixNano": str(start),
+        "timeUnixNano": str(end),
+        "attributes": [attr("smoke.run", marker)],
+    }
+    return {
+        "resourceMetrics": [
+            {
+                "resource": resource("gateway"),
+                "scopeMetrics": [
+                    {
+                        "scope": {"name": "smoke"},
+                        "metrics": [
+                            {
+                                "name": "smoke.requests",
+                                "unit": "{request}",
+                                "sum": {
+                                    "aggregationTemporality": 2,
+                                    "isMonotonic": True,
+                                    "dataPoints": [{**point, "asInt": "3"}],
+                                },
+                            },
+                            {
+                                "name": "smoke.queue.size",
+                                "unit": "1",
+                                "gauge": {"dataPoints": [{**point, "asDouble": 0.5}]},
+                            },
+                            {
+                                "name": "smoke.duration",
+                                "unit": "s",
+                                "histogram": {
+                                    "aggregationTemporality": 2,
+                                    "dataPoints": [
+                                        {
+                                            **point,
+                                            "count": "2",
+                                            "sum": 0.3,
+                                            "explicitBounds": [0.1, 1.0],
+                                            "bucketCounts": ["1", "1", "0"],
+                                        }
+                                    ],
+                                },
+                            },
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
 
 
 def prom_query(query: str) -> list[dict[str, Any]]:
     result = get_json(f"{PROMETHEUS}/api/v1/query", query=query)
-    return result["data"]["result"]
+    series: list[dict[str, Any]] = result["data"]["result"]
+    return series
 
 
 def run(args: argparse.Namespace, tmp: Path) -> None:
     for tool in ("otelcol", "jaeger", "prometheus", "victoria-logs"):
         if not (BIN / tool).exists():
-            raise Failure(f"{BIN / tool} is missing: run scripts/tools.sh")
+            raise CheckError(f"{BIN / tool} is missing: run scripts/tools.sh")
     (tmp / "prometheus.yml").write_text(PROMETHEUS_CONFIG)
     env = dict(os.environ)
     for line in (REPO / "otel-collector" / "native.env").read_text().splitlines():
@@ -253,32 +388,81 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
 
     procs: list[Process] = []
     try:
-        procs.append(Process("victoria-logs", [str(BIN / "victoria-logs"), f"-storageDataPath={tmp / 'vlogs'}",
-                                               "-httpListenAddr=127.0.0.1:9428", "-retentionPeriod=1d"], tmp, env))
-        procs.append(Process("jaeger", [str(BIN / "jaeger"), "--config", str(REPO / "deploy/jaeger/config.yaml")],
-                             tmp, env))
-        procs.append(Process("prometheus", [str(BIN / "prometheus"), f"--config.file={tmp / 'prometheus.yml'}",
-                                            f"--storage.tsdb.path={tmp / 'prometheus'}",
-                                            "--web.listen-address=127.0.0.1:9090", "--web.enable-otlp-receiver",
-                                            "--enable-feature=exemplar-storage"], tmp, env))
-        procs.append(Process("otelcol", [str(BIN / "otelcol"), f"--config={REPO / 'otel-collector/config.yaml'}"],
-                             tmp, env))
+        procs.append(
+            Process(
+                "victoria-logs",
+                [
+                    str(BIN / "victoria-logs"),
+                    f"-storageDataPath={tmp / 'vlogs'}",
+                    "-httpListenAddr=127.0.0.1:9428",
+                    "-retentionPeriod=1d",
+                ],
+                tmp,
+                env,
+            )
+        )
+        procs.append(
+            Process(
+                "jaeger",
+                [str(BIN / "jaeger"), "--config", str(REPO / "deploy/jaeger/config.yaml")],
+                tmp,
+                env,
+            )
+        )
+        procs.append(
+            Process(
+                "prometheus",
+                [
+                    str(BIN / "prometheus"),
+                    f"--config.file={tmp / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={tmp / 'prometheus'}",
+                    "--web.listen-address=127.0.0.1:9090",
+                    "--web.enable-otlp-receiver",
+                    "--enable-feature=exemplar-storage",
+                ],
+                tmp,
+                env,
+            )
+        )
+        procs.append(
+            Process(
+                "otelcol",
+                [str(BIN / "otelcol"), f"--config={REPO / 'otel-collector/config.yaml'}"],
+                tmp,
+                env,
+            )
+        )
         t0 = time.monotonic()
-        for what, url in [("VictoriaLogs", f"{VICTORIALOGS}/health"), ("Jaeger", "http://127.0.0.1:13134/status"),
-                          ("Prometheus", f"{PROMETHEUS}/-/ready"), ("Collector", "http://127.0.0.1:13133/")]:
-            poll(f"{what} ready ({url})", lambda url=url: ready(url), args.timeout, procs)
+        for what, url in [
+            ("VictoriaLogs", f"{VICTORIALOGS}/health"),
+            ("Jaeger", "http://127.0.0.1:13134/status"),
+            ("Prometheus", f"{PROMETHEUS}/-/ready"),
+            ("Collector", "http://127.0.0.1:13133/"),
+        ]:
+            poll(f"{what} ready ({url})", functools.partial(ready, url), args.timeout, procs)
         print(f"ok: all four started and ready in {time.monotonic() - t0:.1f}s")
 
         trace_id = secrets.token_hex(16)
-        ids = {k: secrets.token_hex(8) for k in
-               ("gw_server", "gw_client", "chat_server", "chat_client", "cache_server", "redis")}
+        ids = {
+            k: secrets.token_hex(8)
+            for k in (
+                "gw_server",
+                "gw_client",
+                "chat_server",
+                "chat_client",
+                "cache_server",
+                "redis",
+            )
+        }
         marker = secrets.token_hex(4)
-        for signal, payload in [("traces", trace_payload(trace_id, ids)),
-                                ("logs", log_payload(trace_id, ids["gw_server"], marker)),
-                                ("metrics", metrics_payload(marker))]:
+        for signal, payload in [
+            ("traces", trace_payload(trace_id, ids)),
+            ("logs", log_payload(trace_id, ids["gw_server"], marker)),
+            ("metrics", metrics_payload(marker)),
+        ]:
             status, body = http("POST", f"{COLLECTOR_HTTP}/v1/{signal}", payload)
             if status != 200:
-                raise Failure(f"POST /v1/{signal}: HTTP {status}: {body[:300]!r}")
+                raise CheckError(f"POST /v1/{signal}: HTTP {status}: {body[:300]!r}")
         print(f"ok: sent 1 trace (6 spans), 1 log record, 3 metrics (trace_id {trace_id})")
 
         def jaeger_trace() -> Any:
@@ -287,52 +471,98 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
 
         trace = poll("the trace in Jaeger", jaeger_trace, args.timeout, procs)
         root = next(s for s in trace["spans"] if s["spanID"] == ids["gw_server"])
-        header = next((t["value"] for t in root["tags"] if t["key"] == "http.request.header.authorization"), None)
+        header = next(
+            (t["value"] for t in root["tags"] if t["key"] == "http.request.header.authorization"),
+            None,
+        )
         if header is None or "smoke-secret" in json.dumps(header):
-            raise Failure(f"authorization header not masked in Jaeger: {header!r}")
-        env_tags = {t["value"] for p in trace["processes"].values() for t in p["tags"]
-                    if t["key"] == "deployment.environment.name"}
-        print(f"ok: Jaeger has the trace, 6 spans; authorization header = {header!r}; "
-              f"deployment.environment.name = {sorted(env_tags)}")
+            raise CheckError(f"authorization header not masked in Jaeger: {header!r}")
+        env_tags = {
+            t["value"]
+            for p in trace["processes"].values()
+            for t in p["tags"]
+            if t["key"] == "deployment.environment.name"
+        }
+        print(
+            f"ok: Jaeger has the trace, 6 spans; authorization header = {header!r}; "
+            f"deployment.environment.name = {sorted(env_tags)}"
+        )
 
         def victoria_log() -> Any:
-            status, body = http("GET", f"{VICTORIALOGS}/select/logsql/query?"
-                                + urllib.parse.urlencode({"query": f'trace_id:"{trace_id}"'}))
-            rows = [json.loads(line) for line in body.decode().splitlines() if line.strip()] if status == 200 else []
+            status, body = http(
+                "GET",
+                f"{VICTORIALOGS}/select/logsql/query?"
+                + urllib.parse.urlencode({"query": f'trace_id:"{trace_id}"'}),
+            )
+            rows = (
+                [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+                if status == 200
+                else []
+            )
             return rows[0] if rows else None
 
         row = poll("the log record in VictoriaLogs", victoria_log, args.timeout, procs)
         if marker not in row.get("_msg", "") or row.get("api_key") != "****":
-            raise Failure(f"unexpected log row in VictoriaLogs: {row}")
-        print(f"ok: VictoriaLogs has the log record: _msg={row['_msg']!r}, api_key={row['api_key']!r}, "
-              f"fields: {', '.join(sorted(row))}")
+            raise CheckError(f"unexpected log row in VictoriaLogs: {row}")
+        print(
+            f"ok: VictoriaLogs has the log record: _msg={row['_msg']!r}, "
+            f"api_key={row['api_key']!r}, fields: {', '.join(sorted(row))}"
+        )
 
-        expected = {"smoke_requests_total": "counter", "smoke_queue_size_ratio": "gauge",
-                    "smoke_duration_seconds_bucket": "histogram"}
+        expected = {
+            "smoke_requests_total": "counter",
+            "smoke_queue_size_ratio": "gauge",
+            "smoke_duration_seconds_bucket": "histogram",
+        }
         for name in expected:
-            series = poll(f"{name} in Prometheus", lambda name=name: prom_query(f'{name}{{smoke_run="{marker}"}}'),
-                          args.timeout, procs)
-        names = get_json(f"{PROMETHEUS}/api/v1/label/__name__/values", **{"match[]": '{__name__=~"smoke_.*"}'})
+            series = poll(
+                f"{name} in Prometheus",
+                functools.partial(prom_query, f'{name}{{smoke_run="{marker}"}}'),
+                args.timeout,
+                procs,
+            )
+        names = get_json(
+            f"{PROMETHEUS}/api/v1/label/__name__/values", **{"match[]": '{__name__=~"smoke_.*"}'}
+        )
         labels = series[0]["metric"]
-        print(f"ok: Prometheus has the test metrics as {', '.join(names['data'])}; "
-              f"labels of one: {json.dumps(labels, sort_keys=True)}")
+        print(
+            f"ok: Prometheus has the test metrics as {', '.join(names['data'])}; "
+            f"labels of one: {json.dumps(labels, sort_keys=True)}"
+        )
 
         # span_metrics first sends a new series with value 0 (so that increase() counts the
         # first call), the count one flush (5 s) later: wait for all three services' counts.
-        calls = poll("span metrics of gateway, chat and cache in Prometheus",
-                     lambda: (r := prom_query('sum by (service_name) (traces_span_metrics_calls_total) > 0'))
-                     and len(r) >= 3 and r, args.timeout, procs)
-        poll("traces_span_metrics_duration_seconds_bucket",
-             lambda: prom_query('traces_span_metrics_duration_seconds_bucket{service_name="gateway"}'),
-             args.timeout, procs)
-        print(f"ok: span metrics: calls by service: "
-              f"{ {r['metric']['service_name']: r['value'][1] for r in calls} }")
+        calls = poll(
+            "span metrics of gateway, chat and cache in Prometheus",
+            lambda: (
+                (r := prom_query("sum by (service_name) (traces_span_metrics_calls_total) > 0"))
+                and len(r) >= 3
+                and r
+            ),
+            args.timeout,
+            procs,
+        )
+        poll(
+            "traces_span_metrics_duration_seconds_bucket",
+            lambda: prom_query(
+                'traces_span_metrics_duration_seconds_bucket{service_name="gateway"}'
+            ),
+            args.timeout,
+            procs,
+        )
+        print(
+            f"ok: span metrics: calls by service: "
+            f"{ {r['metric']['service_name']: r['value'][1] for r in calls} }"
+        )
 
         def exemplar() -> Any:
             end = time.time()
-            data = get_json(f"{PROMETHEUS}/api/v1/query_exemplars",
-                            query='traces_span_metrics_duration_seconds_bucket{service_name="gateway"}',
-                            start=str(end - 600), end=str(end + 60))["data"]
+            data = get_json(
+                f"{PROMETHEUS}/api/v1/query_exemplars",
+                query='traces_span_metrics_duration_seconds_bucket{service_name="gateway"}',
+                start=str(end - 600),
+                end=str(end + 60),
+            )["data"]
             return [e for s in data for e in s["exemplars"] if trace_id in json.dumps(e["labels"])]
 
         found = poll("a span-metrics exemplar with the trace id", exemplar, args.timeout, procs)
@@ -340,16 +570,27 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
 
         for client, server in SERVICE_GRAPH_EDGES:
             query = f'traces_service_graph_request_total{{client="{client}",server="{server}"}}'
-            edge = poll(f"service-graph edge {client}->{server}", lambda q=query: prom_query(q),
-                        args.timeout, procs)
+            edge = poll(
+                f"service-graph edge {client}->{server}",
+                functools.partial(prom_query, query),
+                args.timeout,
+                procs,
+            )
             m = edge[0]["metric"]
-            print(f"ok: edge {client}->{server} connection_type={m.get('connection_type', '')!r} "
-                  f"failed={m.get('failed')!r}")
-        poll("service-graph latency histogram",
-             lambda: prom_query('traces_service_graph_request_server_seconds_bucket{client="gateway"}'),
-             args.timeout, procs)
+            print(
+                f"ok: edge {client}->{server} connection_type={m.get('connection_type', '')!r} "
+                f"failed={m.get('failed')!r}"
+            )
+        poll(
+            "service-graph latency histogram",
+            lambda: prom_query(
+                'traces_service_graph_request_server_seconds_bucket{client="gateway"}'
+            ),
+            args.timeout,
+            procs,
+        )
         print("ok: traces_service_graph_request_server_seconds_bucket present")
-    except Failure:
+    except CheckError:
         for p in procs:
             print(f"--- {p.name} log ({p.log}):\n{p.tail()}", file=sys.stderr)
         raise
@@ -360,13 +601,17 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, data)")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each check")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary directory (logs, data)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for each check"
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="otel-smoke-"))
     try:
         run(args, tmp)
-    except Failure as exc:
+    except CheckError as exc:
         print(f"smoke_native: FAIL: {exc}", file=sys.stderr)
         return 1
     finally:

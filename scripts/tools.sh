@@ -54,7 +54,7 @@ tool_inputs() {
     jaeger) echo tools/jaeger/go.mod tools/jaeger/go.sum ;;
     victoria-logs) echo tools/victorialogs/go.mod tools/victorialogs/go.sum ;;
     composecheck) echo tools/composecheck/go.mod tools/composecheck/go.sum tools/composecheck/main.go ;;
-    *) die "unknown tool '$1' (known: ${ALL_TOOLS[*]})" ;;
+    *) die "unknown tool '$1'" ;;
   esac
 }
 
@@ -123,6 +123,9 @@ up_to_date() { # TOOL HASH
 
 tools=("$@")
 [[ ${#tools[@]} -gt 0 ]] || tools=("${ALL_TOOLS[@]}")
+for tool in "${tools[@]}"; do
+  [[ " ${ALL_TOOLS[*]} " == *" $tool "* ]] || die "unknown tool '$tool' (known: ${ALL_TOOLS[*]})"
+done
 cd "$REPO"
 for tool in "${tools[@]}"; do
   # shellcheck disable=SC2046 # word splitting of the file list is intended

@@ -1,9 +1,20 @@
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.processes import free_port, redis_command, redis_ping, running
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Treat SIGTERM (a CI timeout, `kill`) like Ctrl-C: fixtures still stop the
+    processes they started."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 @pytest.fixture(scope="session")

@@ -152,7 +152,7 @@ func (c *serviceGraphConnector) Start(context.Context, component.Host) error {
 			c.logger.Warn("sending service graph metrics failed", zap.Error(err))
 		}
 	})
-	c.logger.Info("service graph connector started (project stand-in for contrib's servicegraph)")
+	c.logger.Info("service graph connector started (this project's stand-in for contrib's)")
 	return nil
 }
 

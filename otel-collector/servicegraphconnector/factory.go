@@ -5,7 +5,9 @@
 // github.com/open-telemetry/opentelemetry-collector-contrib/connector/servicegraphconnector
 // (every version answers 403), so OCB cannot build it. The Docker stack runs the official
 // otel/opentelemetry-collector-contrib image, which has the real connector under the same
-// type name, so otel-collector/config.yaml is the same file in both places.
+// type name (service_graph; servicegraph before contrib renamed it in 2026, still accepted
+// as a deprecated alias by both), so otel-collector/config.yaml is the same file in both
+// places.
 //
 // What it does, as contrib does: it pairs a CLIENT (or PRODUCER) span with the SERVER (or
 // CONSUMER) span whose parent it is, and records one edge per pair as
@@ -30,18 +32,23 @@ import (
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/connector"
+	"go.opentelemetry.io/collector/connector/xconnector"
 	"go.opentelemetry.io/collector/consumer"
 )
 
-// typeStr is contrib's type name for the connector.
-const typeStr = "servicegraph"
+// Contrib's type name for the connector, and the name it had until 2026.
+var (
+	componentType  = component.MustNewType("service_graph")
+	deprecatedType = component.MustNewType("servicegraph")
+)
 
 // NewFactory returns the connector factory (traces in, metrics out).
 func NewFactory() connector.Factory {
-	return connector.NewFactory(
-		component.MustNewType(typeStr),
+	return xconnector.NewFactory(
+		componentType,
 		createDefaultConfig,
-		connector.WithTracesToMetrics(createTracesToMetrics, component.StabilityLevelAlpha),
+		xconnector.WithTracesToMetrics(createTracesToMetrics, component.StabilityLevelAlpha),
+		xconnector.WithDeprecatedTypeAlias(deprecatedType),
 	)
 }
 

@@ -35,7 +35,7 @@ SERIES = [
 SERVICE_GRAPH_EDGES = [("gateway", "chat"), ("chat", "cache"), ("cache", "redis")]
 
 
-def _has_data(backends: Backends, query: str, timeout: float = 90) -> list[dict[str, Any]]:
+def _has_data(backends: Backends, query: str, timeout: float = 60) -> list[dict[str, Any]]:
     return wait_until(
         lambda: backends.promql(query) or None, timeout=timeout, what=f"data for {query}"
     )

@@ -2,9 +2,9 @@
 
 import pytest
 
+from devstack.otlp_json import CLIENT, SERVER, StoredSpan, flatten
 from devstack.processes import wait_until
 from tests.e2e.conftest import Backends, Traffic
-from tests.e2e.otlp_json import CLIENT, SERVER, StoredSpan, flatten
 
 SERVICES = ("gateway", "chat", "cache")
 # caller -> callee: each callee span under a caller's client span. A new edge is one line.

@@ -1,4 +1,5 @@
-"""Spans as Jaeger's /api/v3 returns them (OTLP JSON), flattened for assertions."""
+"""Spans as trace stores return them in OTLP JSON (Jaeger's /api/v3, Tempo's
+/api/v2), flattened: for ``make trace`` and the end-to-end tests."""
 
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,8 @@ class StoredSpan:
     parent_span_id: str
     attributes: dict[str, Any]
     status_code: int
+    start_ns: int = 0
+    end_ns: int = 0
 
     @property
     def is_redis(self) -> bool:
@@ -32,6 +35,7 @@ class StoredSpan:
 
 
 def flatten(resource_spans: list[dict[str, Any]]) -> list[StoredSpan]:
+    """All spans of OTLP JSON ``resourceSpans`` (Tempo's older key: ``batches``)."""
     spans = []
     for block in resource_spans:
         resource = attributes(block["resource"].get("attributes", []))
@@ -47,6 +51,8 @@ def flatten(resource_spans: list[dict[str, Any]]) -> list[StoredSpan]:
                         parent_span_id=span.get("parentSpanId", ""),
                         attributes=attributes(span.get("attributes", [])),
                         status_code=span.get("status", {}).get("code", 0),
+                        start_ns=int(span.get("startTimeUnixNano", 0)),
+                        end_ns=int(span.get("endTimeUnixNano", 0)),
                     )
                 )
     return spans
