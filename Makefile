@@ -15,12 +15,44 @@ PORT_gateway := 8000
 PORT_chat := 8001
 PORT_cache := 8002
 
+##@ The stack (Docker compose; without a Docker engine the same pipeline natively)
+
+.PHONY: up down ps logs restart
+up: ## Start the stack and wait until it is usable (STACK=docker|native forces a side)
+	@RUN="$(RUN)" scripts/stack.sh up
+
+down: ## Stop the running stack (VOLUMES=1 also deletes Docker's data volumes)
+	@RUN="$(RUN)" scripts/stack.sh down
+
+ps: ## List the running stack's containers or processes
+	@RUN="$(RUN)" scripts/stack.sh ps
+
+logs: ## Follow the running stack's logs (Docker: S=service to pick one)
+	@RUN="$(RUN)" scripts/stack.sh logs
+
+restart: down up ## Stop, then start again
+
+.PHONY: trace load
+trace: install ## Send one chat request and print its trace from Tempo (or Jaeger natively)
+	$(RUN) python -m devstack trace
+
+load: install ## Load-test the gateway (REQUESTS=2000 CONCURRENCY=16 DURATION=60)
+	$(RUN) python -m devstack load --requests $(or $(REQUESTS),2000) \
+	  --concurrency $(or $(CONCURRENCY),16) --seconds $(or $(DURATION),60)
+
+.PHONY: dev dev-down
+dev: install tools redis ## The native stack in the foreground: Ctrl-C stops everything
+	$(RUN) python -m devstack up
+
+dev-down: ## Stop a native stack started with `make up` (detached)
+	$(RUN) python -m devstack down
+
 ##@ Everyday
 
 .PHONY: help
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^##@/ {printf "\n%s\n", substr($$0, 5)} \
-	  /^[a-z%-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	  /^[a-z0-9%-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: test
 test: install lint check test-python ## Everything CI runs: lint, static config checks, all tests
@@ -44,8 +76,8 @@ install: .venv/.synced ## Install the locked Python dependencies into .venv
 	$(PYTHON) -m venv .tools/uv
 	.tools/uv/bin/pip install --quiet uv==$(UV_VERSION)
 
-.PHONY: test-python test-unit test-integration
-test-python: install redis ## All pytest suites (unit, integration, e2e)
+.PHONY: test-python test-unit test-integration test-e2e
+test-python: install redis tools ## All pytest suites (unit, integration, e2e)
 	$(RUN) pytest
 
 test-unit: install redis ## In-process tests: three apps chained, in-memory exporters
@@ -53,6 +85,9 @@ test-unit: install redis ## In-process tests: three apps chained, in-memory expo
 
 test-integration: install redis ## Real uvicorn processes, real Redis, a test OTLP receiver
 	$(RUN) pytest tests/integration
+
+test-e2e: install redis tools ## The whole native pipeline, one trace id across every signal
+	$(RUN) pytest tests/e2e
 
 .PHONY: redis
 redis:
@@ -68,6 +103,9 @@ run-%: install ## Run one service in the foreground: run-gateway, run-chat, run-
 tools: ## Build the pinned native tools (Collector, Prometheus, Jaeger, VictoriaLogs) once
 	TOOLS_DIR=$(TOOLS_DIR) scripts/tools.sh
 
-.PHONY: check
+.PHONY: check dashboards
 check: install tools ## Static checks: compose file, Collector config, Prometheus rules, dashboards
 	TOOLS_DIR=$(TOOLS_DIR) PYTHON="$(RUN) python" scripts/check.sh
+
+dashboards: install ## Regenerate the Grafana dashboards (JSON) from scripts/gen_dashboards.py
+	$(RUN) python scripts/gen_dashboards.py

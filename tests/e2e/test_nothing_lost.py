@@ -34,7 +34,7 @@ def _stored_spans(backends: Backends) -> int:
             "query.service_name": "gateway",
             "query.start_time_min": (now - timedelta(hours=1)).isoformat(),
             "query.start_time_max": (now + timedelta(minutes=1)).isoformat(),
-            "query.search_depth": "1000",
+            "query.num_traces": "1000",
         },
     )
     return sum(
