@@ -9,7 +9,7 @@ UV_VERSION := 0.13.9
 # uv from PATH, or bootstrapped (pinned) into .tools/uv on first use.
 UV := $(or $(shell command -v uv 2>/dev/null),.tools/uv/bin/uv)
 RUN := $(UV) run --frozen
-TOOLS_DIR ?= .tools
+TOOLS_DIR ?= $(CURDIR)/.tools
 SERVICES := gateway chat cache
 PORT_gateway := 8000
 PORT_chat := 8001

@@ -42,7 +42,7 @@ from devstack.processes import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-TOOLS_BIN = Path(os.environ.get("TOOLS_DIR", REPO / ".tools")) / "bin"
+TOOLS_BIN = REPO / os.environ.get("TOOLS_DIR", ".tools") / "bin"  # a relative TOOLS_DIR: from REPO
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-TOOLS_DIR=${TOOLS_DIR:-$REPO/.tools}
+# Absolute, since the builds run in other directories.
+TOOLS_DIR=$(realpath -m "${TOOLS_DIR:-$REPO/.tools}")
 BIN=$TOOLS_DIR/bin
 STAMPS=$TOOLS_DIR/stamps
 LOGS=$TOOLS_DIR/logs
