@@ -64,8 +64,9 @@ WORKDIR /app
 USER 10001:10001
 EXPOSE ${PORT}
 
-# One process per container: scale with more containers, not `--workers` (each worker
-# would need its own telemetry providers, and the SDK already tells them apart).
+# One process per container: scale with more containers. (`--workers N` works too:
+# create_app builds telemetry providers in each worker, and service.instance.id tells
+# the workers apart.)
 # The slim image has no curl: probe with the interpreter that is already there.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ['PORT'], timeout=2)"]
