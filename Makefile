@@ -55,7 +55,7 @@ help: ## List the targets
 	  /^[a-z0-9%-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: test
-test: install lint check test-python ## Everything CI runs: lint, static config checks, all tests
+test: install lint check test-go test-python ## Everything CI runs: lint, static checks, all tests
 
 .PHONY: lint
 lint: install ## ruff (lint + format) and mypy --strict
@@ -102,6 +102,10 @@ run-%: install ## Run one service in the foreground: run-gateway, run-chat, run-
 .PHONY: tools
 tools: ## Build the pinned native tools (Collector, Prometheus, Jaeger, VictoriaLogs) once
 	TOOLS_DIR=$(TOOLS_DIR) scripts/tools.sh
+
+.PHONY: test-go
+test-go: ## Go tests: the native Collector's servicegraph stand-in
+	cd otel-collector/servicegraphconnector && go test ./...
 
 .PHONY: check dashboards
 check: install tools ## Static checks: compose file, Collector config, Prometheus rules, dashboards

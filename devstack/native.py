@@ -85,11 +85,11 @@ class Component:
     timeout: float = 60
 
 
-def components(ports: Ports, run_dir: Path) -> list[Component]:
-    """Everything to start, in order: stores, then the Collector, then the services."""
-    data = run_dir / "data"
+def collector_environment(ports: Ports) -> dict[str, str]:
+    """The variables otel-collector/config.yaml reads, for the native stack
+    (otel-collector/native.env has the same for the default ports)."""
     loopback = "http://127.0.0.1"
-    collector_env = {
+    return {
         "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports.otlp_grpc}",
         "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{ports.otlp_http}",
         "HEALTH_CHECK_ENDPOINT": f"127.0.0.1:{ports.collector_health}",
@@ -100,6 +100,13 @@ def components(ports: Ports, run_dir: Path) -> list[Component]:
         "LOGS_OTLP_ENDPOINT": f"{loopback}:{ports.victoria_logs}/insert/opentelemetry/v1/logs",
         "DEPLOYMENT_ENVIRONMENT": "native",
     }
+
+
+def components(ports: Ports, run_dir: Path) -> list[Component]:
+    """Everything to start, in order: stores, then the Collector, then the services."""
+    data = run_dir / "data"
+    loopback = "http://127.0.0.1"
+    collector_env = collector_environment(ports)
     jaeger_env = {
         "JAEGER_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports.jaeger_otlp_grpc}",
         "JAEGER_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{ports.jaeger_otlp_http}",

@@ -24,7 +24,8 @@ fail() { echo "check_collector: FAIL: $*" >&2; exit 1; }
 
 # The variables the config reads, to unset them for the defaults run.
 # shellcheck disable=SC2016 # a literal ${env: is searched for
-mapfile -t vars < <(grep -o '\${env:[A-Za-z_][A-Za-z0-9_]*' "$CONFIG" | cut -d: -f2 | sort -u)
+mapfile -t vars < <(grep -v '^[[:space:]]*#' "$CONFIG" | grep -o '\${env:[A-Za-z_][A-Za-z0-9_]*' |
+  cut -d: -f2 | sort -u)
 unset_args=()
 for v in "${vars[@]}"; do unset_args+=(-u "$v"); done
 

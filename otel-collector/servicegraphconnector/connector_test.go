@@ -304,7 +304,7 @@ func TestConfigUnmarshalIsStrictAndValidated(t *testing.T) {
 
 func TestFactory(t *testing.T) {
 	f := NewFactory()
-	if f.Type() != component.MustNewType("service_graph") {
+	if f.Type() != component.MustNewType("servicegraph") {
 		t.Errorf("type %s", f.Type())
 	}
 	if err := componenttest.CheckConfigStruct(f.CreateDefaultConfig()); err != nil {

@@ -5,9 +5,9 @@
 // github.com/open-telemetry/opentelemetry-collector-contrib/connector/servicegraphconnector
 // (every version answers 403), so OCB cannot build it. The Docker stack runs the official
 // otel/opentelemetry-collector-contrib image, which has the real connector under the same
-// type name (service_graph; servicegraph before contrib renamed it in 2026, still accepted
-// as a deprecated alias by both), so otel-collector/config.yaml is the same file in both
-// places.
+// type name, servicegraph, so otel-collector/config.yaml is the same file in both places.
+// (A rename to service_graph was reported but could not be confirmed; contrib keeps old
+// names as deprecated aliases when it renames, so servicegraph loads either way.)
 //
 // What it does, as contrib does: it pairs a CLIENT (or PRODUCER) span with the SERVER (or
 // CONSUMER) span whose parent it is, and records one edge per pair as
@@ -36,11 +36,8 @@ import (
 	"go.opentelemetry.io/collector/consumer"
 )
 
-// Contrib's type name for the connector, and the name it had until 2026.
-var (
-	componentType  = component.MustNewType("service_graph")
-	deprecatedType = component.MustNewType("servicegraph")
-)
+// Contrib's type name for the connector.
+var componentType = component.MustNewType("servicegraph")
 
 // NewFactory returns the connector factory (traces in, metrics out).
 func NewFactory() connector.Factory {
@@ -48,7 +45,6 @@ func NewFactory() connector.Factory {
 		componentType,
 		createDefaultConfig,
 		xconnector.WithTracesToMetrics(createTracesToMetrics, component.StabilityLevelAlpha),
-		xconnector.WithDeprecatedTypeAlias(deprecatedType),
 	)
 }
 

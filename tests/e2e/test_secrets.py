@@ -1,7 +1,13 @@
 """The request that carried an API key, a bearer token and a cookie left no trace of them."""
 
 import json
+import secrets
+import time
 
+import httpx
+
+from devstack.native import NativeStack
+from devstack.otlp_json import flatten
 from devstack.processes import wait_until
 from tests.e2e.conftest import SECRET_VALUES, Backends, Traffic
 
@@ -35,3 +41,43 @@ def test_no_secret_in_the_log_store(backends: Backends, traffic: Traffic) -> Non
         what="the secret request's logs",
     )
     _assert_clean("VictoriaLogs", json.dumps(backends.logs("*")))
+
+
+def test_the_collector_deletes_credentials_a_service_might_send(
+    backends: Backends, stack: NativeStack
+) -> None:
+    """Defence in depth: even if some service recorded a credential, the Collector's
+    redaction processor masks it before any store sees it."""
+    trace_id, leaked = secrets.token_hex(16), f"leaked-{secrets.token_hex(4)}"
+    attributes = [
+        {"key": key, "value": {"stringValue": leaked}}
+        for key in (
+            "http.request.header.authorization",
+            "http.request.header.cookie",
+            "app.api_key",
+        )
+    ] + [{"key": "http.request.method", "value": {"stringValue": "GET"}}]
+    now = time.time_ns()
+    span = {
+        "traceId": trace_id,
+        "spanId": secrets.token_hex(8),
+        "name": "GET /leaky",
+        "kind": 2,
+        "startTimeUnixNano": str(now),
+        "endTimeUnixNano": str(now + 1_000_000),
+        "attributes": attributes,
+    }
+    resource = {"attributes": [{"key": "service.name", "value": {"stringValue": "leaky"}}]}
+    body = {"resourceSpans": [{"resource": resource, "scopeSpans": [{"spans": [span]}]}]}
+    response = httpx.post(
+        f"http://127.0.0.1:{stack.ports.otlp_http}/v1/traces", json=body, timeout=10
+    )
+    assert response.status_code == 200, response.text
+
+    stored = wait_until(
+        lambda: flatten(backends.trace(trace_id)) or None, timeout=60, what="the leaky span"
+    )
+    kept = stored[0].attributes
+    assert kept.pop("http.request.method") == "GET"  # everything else is left alone
+    assert set(kept.values()) <= {"****"}  # credentials masked by the redaction processor
+    assert leaked not in json.dumps(backends.trace(trace_id))
