@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 from devstack.load import run_load
@@ -23,14 +22,15 @@ def up(detach: bool) -> int:
         print(f"already running ({RUN_DIR / 'state.json'}); `make down` first", file=sys.stderr)
         return 1
     stack = NativeStack(RUN_DIR, Ports(), detachable=True)
-    stopping = threading.Event()
-    # Stop cleanly on Ctrl-C and on `kill`, wherever start() is.
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    # Ctrl-C and `kill` both stop everything started so far, wherever start() is.
+    # (Set explicitly: a shell starting us in the background may have ignored SIGINT.)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     try:
         stack.start()
     except (Exception, KeyboardInterrupt) as exc:
-        stack.stop()
-        print(f"native stack failed to start: {exc}", file=sys.stderr)
+        _stop(stack)
+        print(f"native stack failed to start: {exc!r}", file=sys.stderr)
         return 1
     print("native stack ready (logs in .run/logs/):")
     for name, url in stack.urls().items():
@@ -44,13 +44,24 @@ def up(detach: bool) -> int:
         return 0
     print("Ctrl-C stops everything")
     try:
-        stopping.wait()
+        signal.pause()
     except KeyboardInterrupt:
         pass
     finally:
         print("stopping ...")
-        stack.stop()
+        _stop(stack)
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop(stack: NativeStack) -> None:
+    # A second Ctrl-C (uv forwards the terminal's too) must not cut the stop short.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    stack.stop()
 
 
 def down() -> int:
