@@ -1,7 +1,7 @@
 """The app factory every service's ``create_app`` delegates to.
 
 It wires what all three services have in common, so a service's own
-``main.py`` only names its routes, its dependencies and its readiness check:
+``main.py`` only names its routes, its one dependency and its metrics:
 
 - telemetry (providers built per process, flushed at shutdown),
 - problem+json error handlers,
