@@ -40,6 +40,10 @@ load: install ## Load-test the gateway (REQUESTS=2000 CONCURRENCY=16 DURATION=60
 	$(RUN) python -m devstack load --requests $(or $(REQUESTS),2000) \
 	  --concurrency $(or $(CONCURRENCY),16) --seconds $(or $(DURATION),60)
 
+.PHONY: bench
+bench: install tools redis ## Telemetry on vs off: throughput ratio on the same chain (needs wrk)
+	$(RUN) python -m devstack bench
+
 .PHONY: dev dev-down
 dev: install tools redis ## The native stack in the foreground: Ctrl-C stops everything
 	$(RUN) python -m devstack up

@@ -1,5 +1,5 @@
-"""``python -m devstack up|down|ps|logs|trace|load``: the native stack behind
-``make dev``, and the trace and load commands for either stack."""
+"""``python -m devstack up|down|ps|logs|trace|load|bench``: the native stack behind
+``make dev``, the trace and load commands for either stack, and the benchmark."""
 
 import argparse
 import asyncio
@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from devstack.bench import print_report, run_bench
 from devstack.load import run_load
 from devstack.native import REPO, NativeStack, Ports
 from devstack.trace import show_trace
@@ -117,6 +118,10 @@ def main() -> int:
     commands.add_parser("ps", help="list its processes")
     commands.add_parser("logs", help="follow its logs")
     commands.add_parser("trace", help="send a chat request and print its trace")
+    bench = commands.add_parser("bench", help="telemetry on vs off: throughput ratio (wrk)")
+    bench.add_argument("--rounds", type=int, default=3)
+    bench.add_argument("--seconds", type=int, default=15)
+    bench.add_argument("--connections", type=int, default=32)
     load_test = commands.add_parser("load", help="load-test the gateway")
     load_test.add_argument("--requests", type=int, default=2_000)
     load_test.add_argument("--concurrency", type=int, default=16)
@@ -124,6 +129,12 @@ def main() -> int:
     args = parser.parse_args()
     if args.command == "up":
         return up(args.detach)
+    if args.command == "bench":
+        report = run_bench(
+            DEMO_API_KEY, rounds=args.rounds, seconds=args.seconds, connections=args.connections
+        )
+        print_report(report)
+        return 0
     gateway, trace_url, grafana = gateway_and_stores()
     api_key = os.environ.get("API_KEY", DEMO_API_KEY)
     if args.command == "trace":

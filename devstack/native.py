@@ -24,7 +24,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -42,6 +42,7 @@ from devstack.processes import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
+LOOPBACK = "http://127.0.0.1"  # every process of the native stack binds here only
 TOOLS_BIN = REPO / os.environ.get("TOOLS_DIR", ".tools") / "bin"  # a relative TOOLS_DIR: from REPO
 
 
@@ -88,7 +89,6 @@ class Component:
 def collector_environment(ports: Ports) -> dict[str, str]:
     """The variables otel-collector/config.yaml reads, for the native stack
     (otel-collector/native.env has the same for the default ports)."""
-    loopback = "http://127.0.0.1"
     return {
         "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports.otlp_grpc}",
         "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{ports.otlp_http}",
@@ -96,16 +96,47 @@ def collector_environment(ports: Ports) -> dict[str, str]:
         "OTELCOL_TELEMETRY_HOST": "127.0.0.1",
         "OTELCOL_TELEMETRY_PORT": str(ports.collector_metrics),
         "TRACES_OTLP_ENDPOINT": f"127.0.0.1:{ports.jaeger_otlp_grpc}",
-        "METRICS_OTLP_ENDPOINT": f"{loopback}:{ports.prometheus}/api/v1/otlp/v1/metrics",
-        "LOGS_OTLP_ENDPOINT": f"{loopback}:{ports.victoria_logs}/insert/opentelemetry/v1/logs",
+        "METRICS_OTLP_ENDPOINT": f"{LOOPBACK}:{ports.prometheus}/api/v1/otlp/v1/metrics",
+        "LOGS_OTLP_ENDPOINT": f"{LOOPBACK}:{ports.victoria_logs}/insert/opentelemetry/v1/logs",
         "DEPLOYMENT_ENVIRONMENT": "native",
     }
 
 
-def components(ports: Ports, run_dir: Path) -> list[Component]:
+def service_components(ports: Ports, env: Mapping[str, str] | None = None) -> list[Component]:
+    """The three services on ``ports``, wired to each other and to the Collector;
+    ``env`` adds to or overrides their environment."""
+    service_env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"{LOOPBACK}:{ports.otlp_http}",
+        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=native",
+        "GATEWAY_CHAT_URL": f"{LOOPBACK}:{ports.chat}",
+        "CHAT_CACHE_URL": f"{LOOPBACK}:{ports.cache}",
+        "CACHE_REDIS_URL": f"redis://127.0.0.1:{ports.redis}/0",
+        **(env or {}),
+    }
+
+    def service(name: str, port: int) -> Component:
+        command = [sys.executable, "-m", "uvicorn", f"services.{name}.main:create_app"]
+        command += ["--factory", "--host", "127.0.0.1", "--port", str(port)]
+        return Component(
+            name,
+            command,
+            http_ok(f"{LOOPBACK}:{port}/readyz"),
+            env=service_env,
+            url=f"{LOOPBACK}:{port}/docs",
+        )
+
+    return [
+        service("cache", ports.cache),
+        service("chat", ports.chat),
+        service("gateway", ports.gateway),
+    ]
+
+
+def components(
+    ports: Ports, run_dir: Path, service_env: Mapping[str, str] | None = None
+) -> list[Component]:
     """Everything to start, in order: stores, then the Collector, then the services."""
     data = run_dir / "data"
-    loopback = "http://127.0.0.1"
     collector_env = collector_environment(ports)
     jaeger_env = {
         "JAEGER_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports.jaeger_otlp_grpc}",
@@ -115,25 +146,7 @@ def components(ports: Ports, run_dir: Path) -> list[Component]:
         "JAEGER_HEALTH_ENDPOINT": f"127.0.0.1:{ports.jaeger_health}",
         "JAEGER_TELEMETRY_PORT": str(ports.jaeger_metrics),
     }
-    service_env = {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"{loopback}:{ports.otlp_http}",
-        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=native",
-        "GATEWAY_CHAT_URL": f"{loopback}:{ports.chat}",
-        "CHAT_CACHE_URL": f"{loopback}:{ports.cache}",
-        "CACHE_REDIS_URL": f"redis://127.0.0.1:{ports.redis}/0",
-    }
     prometheus_config = run_dir / "prometheus/prometheus.yml"  # see write_prometheus_config
-
-    def service(name: str, port: int) -> Component:
-        command = [sys.executable, "-m", "uvicorn", f"services.{name}.main:create_app"]
-        command += ["--factory", "--host", "127.0.0.1", "--port", str(port)]
-        return Component(
-            name,
-            command,
-            http_ok(f"{loopback}:{port}/readyz"),
-            env=service_env,
-            url=f"{loopback}:{port}/docs",
-        )
 
     return [
         Component(
@@ -144,9 +157,9 @@ def components(ports: Ports, run_dir: Path) -> list[Component]:
         Component(
             "jaeger",
             [str(TOOLS_BIN / "jaeger"), "--config", str(REPO / "deploy/jaeger/config.yaml")],
-            http_ok(f"{loopback}:{ports.jaeger_health}/status"),
+            http_ok(f"{LOOPBACK}:{ports.jaeger_health}/status"),
             env=jaeger_env,
-            url=f"{loopback}:{ports.jaeger_query}/api/services",
+            url=f"{LOOPBACK}:{ports.jaeger_query}/api/services",
         ),
         Component(
             "victoria-logs",
@@ -156,8 +169,8 @@ def components(ports: Ports, run_dir: Path) -> list[Component]:
                 f"-storageDataPath={data / 'victoria-logs'}",
                 "-retentionPeriod=7d",
             ],
-            http_ok(f"{loopback}:{ports.victoria_logs}/health"),
-            url=f"{loopback}:{ports.victoria_logs}/select/vmui/",
+            http_ok(f"{LOOPBACK}:{ports.victoria_logs}/health"),
+            url=f"{LOOPBACK}:{ports.victoria_logs}/select/vmui/",
         ),
         Component(
             "prometheus",
@@ -169,18 +182,16 @@ def components(ports: Ports, run_dir: Path) -> list[Component]:
                 "--web.enable-otlp-receiver",
                 "--enable-feature=exemplar-storage",
             ],
-            http_ok(f"{loopback}:{ports.prometheus}/-/ready"),
-            url=f"{loopback}:{ports.prometheus}/api/v1/alerts",
+            http_ok(f"{LOOPBACK}:{ports.prometheus}/-/ready"),
+            url=f"{LOOPBACK}:{ports.prometheus}/api/v1/alerts",
         ),
         Component(
             "otel-collector",
             [str(TOOLS_BIN / "otelcol"), f"--config={REPO / 'otel-collector/config.yaml'}"],
-            http_ok(f"{loopback}:{ports.collector_health}/"),
+            http_ok(f"{LOOPBACK}:{ports.collector_health}/"),
             env=collector_env,
         ),
-        service("cache", ports.cache),
-        service("chat", ports.chat),
-        service("gateway", ports.gateway),
+        *service_components(ports, service_env),
     ]
 
 
@@ -218,10 +229,16 @@ class NativeStack:
     """Start the components in order, each once the one before is ready."""
 
     def __init__(
-        self, run_dir: Path, ports: Ports | None = None, *, detachable: bool = False
+        self,
+        run_dir: Path,
+        ports: Ports | None = None,
+        *,
+        detachable: bool = False,
+        service_env: Mapping[str, str] | None = None,
     ) -> None:
         self.run_dir = run_dir
         self.ports = ports or Ports()
+        self.service_env = service_env
         # Processes in sessions of their own, to outlive `python -m devstack up --detach`.
         self.detachable = detachable
         self.running: list[Running] = []
@@ -239,7 +256,11 @@ class NativeStack:
             # A probe could otherwise see another program's port and call us ready.
             raise RuntimeError(f"ports in use: {busy} (is another stack running?)")
         write_prometheus_config(self.run_dir, self.ports)
-        for component in components(self.ports, self.run_dir):
+        self.start_components(components(self.ports, self.run_dir, self.service_env))
+
+    def start_components(self, to_start: list[Component]) -> None:
+        """Start each component once the one before is ready; ``stop`` stops them all."""
+        for component in to_start:
             log_path = self.run_dir / "logs" / f"{component.name}.log"
             process = start(
                 component.command,
@@ -302,9 +323,11 @@ def _is_ours(process: Running) -> bool:
 
 
 @contextmanager
-def native_stack(run_dir: Path, ports: Ports | None = None) -> Iterator[NativeStack]:
+def native_stack(
+    run_dir: Path, ports: Ports | None = None, *, service_env: Mapping[str, str] | None = None
+) -> Iterator[NativeStack]:
     """The whole stack for the duration of a block (tests), stopped in any case."""
-    stack = NativeStack(run_dir, ports)
+    stack = NativeStack(run_dir, ports, service_env=service_env)
     try:
         stack.start()
         yield stack
