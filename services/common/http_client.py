@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from httpx_aiohttp import AiohttpTransport
 
 from services.common.problems import PROBLEM_JSON, DownstreamError, NotFoundError, ProblemError
 from services.common.settings import DownstreamSettings
@@ -35,11 +36,13 @@ class ServiceClient:
         """
         try:
             response = await self.http.request(method, url, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise DownstreamError(503, f"The {self.name} service is unreachable.") from exc
         except httpx.TimeoutException as exc:
             message = f"The {self.name} service did not answer in time."
             raise DownstreamError(504, message) from exc
         except httpx.TransportError as exc:
-            raise DownstreamError(503, f"The {self.name} service is unreachable.") from exc
+            raise DownstreamError(502, f"The {self.name} service connection failed.") from exc
         if response.is_success:
             return response
         if response.is_client_error and response.headers.get("content-type") == PROBLEM_JSON:
@@ -75,8 +78,12 @@ class Downstream:
             max_connections=self.settings.max_connections,
             max_keepalive_connections=self.settings.max_connections,
         )
+        # httpx's API over aiohttp's connection pool: httpx's own pool (httpcore)
+        # polls every pooled connection on each request, which cost more CPU than
+        # the rest of the gateway together (see the README's benchmark).
+        transport = self.transport or AiohttpTransport(limits=limits)
         async with httpx.AsyncClient(
-            base_url=self.base_url, timeout=timeout, limits=limits, transport=self.transport
+            base_url=self.base_url, timeout=timeout, transport=transport
         ) as http:
             telemetry.instrument_http_client(http)
             setattr(app.state, self.state_name, ServiceClient(self.name, http))
