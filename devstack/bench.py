@@ -19,9 +19,11 @@ import shutil
 import statistics
 import subprocess
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 
+from devstack.backends import Backends
 from devstack.native import Ports, native_stack, service_components
 from devstack.processes import free_port
 
@@ -62,6 +64,17 @@ def _wrk(url: str, script: Path, *, seconds: int, connections: int) -> tuple[flo
     return float(rate.group(1)), bad
 
 
+def _settled_span_counts(backends: Backends, timeout: float = 60) -> dict[str, float]:
+    """Span counts once every stage agrees, or the last reading after ``timeout``
+    (a difference then is real loss, and the report shows where)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = backends.span_counts()
+        if len(set(counts.values())) == 1 or time.monotonic() > deadline:
+            return counts
+        time.sleep(1)
+
+
 def run_bench(api_key: str, *, rounds: int, seconds: int, connections: int) -> dict[str, object]:
     if shutil.which("wrk") is None:
         raise SystemExit("make bench needs wrk (Debian/Ubuntu: apt-get install wrk)")
@@ -89,6 +102,7 @@ def run_bench(api_key: str, *, rounds: int, seconds: int, connections: int) -> d
                     )
                     samples[side].append(rate)
                     failures += bad
+            spans = _settled_span_counts(Backends(ports))
     if failures:
         raise SystemExit(f"{failures} requests failed: the numbers would measure errors")
     off, on = (statistics.median(samples[side]) for side in ("off", "on"))
@@ -98,6 +112,8 @@ def run_bench(api_key: str, *, rounds: int, seconds: int, connections: int) -> d
         "on_off_ratio": round(on / off, 3),
         "rounds": {side: [round(r, 1) for r in rates] for side, rates in samples.items()},
         "failed_requests": failures,
+        # The telemetry-on side's spans at each stage, once they stopped changing.
+        "spans": spans,
         "connections": connections,
         "seconds_per_round": seconds,
     }
@@ -109,3 +125,7 @@ def print_report(report: dict[str, object]) -> None:
         f"telemetry on/off throughput: {report['on_off_ratio']} "
         f"({report['telemetry_on_rps']} vs {report['telemetry_off_rps']} req/s, median)"
     )
+    spans = report["spans"]
+    assert isinstance(spans, dict)
+    lost = max(spans.values()) - min(spans.values())
+    print(f"spans: {int(max(spans.values()))} exported, {int(lost)} lost on the way")

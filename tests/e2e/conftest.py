@@ -5,9 +5,6 @@ otel-collector/config.yaml), which feeds Jaeger (traces), Prometheus (metrics)
 and VictoriaLogs (logs). See devstack.native for what stands in for what.
 """
 
-import json
-import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from devstack.backends import Backends
 from devstack.native import NativeStack, Ports, native_stack
 from services.gateway.settings import DEMO_API_KEY
 
@@ -27,46 +25,6 @@ SECRET_HEADERS = {
     "Cookie": "session=e2e-secret-cookie-9c1d",
 }
 SECRET_VALUES = (DEMO_API_KEY, "e2e-secret-bearer-7f3a", "e2e-secret-cookie-9c1d")
-
-
-@dataclass(frozen=True)
-class Backends:
-    ports: Ports
-
-    def get_json(self, port: int, path: str, **params: str) -> Any:
-        query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        url = f"http://127.0.0.1:{port}{path}{query}"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return json.load(response)
-
-    def get_text(self, port: int, path: str, **params: str) -> str:
-        url = f"http://127.0.0.1:{port}{path}?{urllib.parse.urlencode(params)}"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            text: str = response.read().decode()
-            return text
-
-    def trace(self, trace_id: str) -> list[dict[str, Any]]:
-        """A trace from Jaeger as OTLP JSON resourceSpans ([] while unknown)."""
-        try:
-            body = self.get_json(self.ports.jaeger_query, f"/api/v3/traces/{trace_id}")
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                return []
-            raise
-        spans: list[dict[str, Any]] = body["result"]["resourceSpans"]
-        return spans
-
-    def promql(self, query: str) -> list[dict[str, Any]]:
-        body = self.get_json(self.ports.prometheus, "/api/v1/query", query=query)
-        assert body["status"] == "success", body
-        result: list[dict[str, Any]] = body["data"]["result"]
-        return result
-
-    def logs(self, logsql: str, limit: int = 10_000) -> list[dict[str, Any]]:
-        text = self.get_text(
-            self.ports.victoria_logs, "/select/logsql/query", query=logsql, limit=str(limit)
-        )
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 @dataclass(frozen=True)

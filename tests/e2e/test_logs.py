@@ -1,7 +1,8 @@
 """The log store holds each request's log records, under the request's trace id."""
 
+from devstack.backends import Backends
 from devstack.processes import wait_until
-from tests.e2e.conftest import Backends, Traffic
+from tests.e2e.conftest import Traffic
 
 
 def test_log_records_carry_trace_ids_and_service_names(

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 import yaml
 
+from devstack.backends import Backends
 from devstack.native import REPO
 from devstack.processes import wait_until
-from tests.e2e.conftest import Backends, Traffic
+from tests.e2e.conftest import Traffic
 
 SERVICES = ("gateway", "chat", "cache")
 

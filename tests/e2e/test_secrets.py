@@ -6,10 +6,11 @@ import time
 
 import httpx
 
+from devstack.backends import Backends
 from devstack.native import NativeStack
 from devstack.otlp_json import flatten
 from devstack.processes import wait_until
-from tests.e2e.conftest import SECRET_VALUES, Backends, Traffic
+from tests.e2e.conftest import SECRET_VALUES, Traffic
 
 
 def _assert_clean(where: str, dump: str) -> None:

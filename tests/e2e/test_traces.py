@@ -2,9 +2,10 @@
 
 import pytest
 
+from devstack.backends import Backends
 from devstack.otlp_json import CLIENT, SERVER, StoredSpan, flatten
 from devstack.processes import wait_until
-from tests.e2e.conftest import Backends, Traffic
+from tests.e2e.conftest import Traffic
 
 SERVICES = ("gateway", "chat", "cache")
 # caller -> callee: each callee span under a caller's client span. A new edge is one line.

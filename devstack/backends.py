@@ -1,0 +1,103 @@
+"""Queries against the native stack's stores (Jaeger, Prometheus, VictoriaLogs) and
+the Collector: for ``make bench`` and the end-to-end tests."""
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from devstack.native import Ports
+
+
+@dataclass(frozen=True)
+class Backends:
+    ports: Ports
+
+    def get_json(self, port: int, path: str, **params: str) -> Any:
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        url = f"http://127.0.0.1:{port}{path}{query}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return json.load(response)
+
+    def get_text(self, port: int, path: str, **params: str) -> str:
+        url = f"http://127.0.0.1:{port}{path}?{urllib.parse.urlencode(params)}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text: str = response.read().decode()
+            return text
+
+    def trace(self, trace_id: str) -> list[dict[str, Any]]:
+        """A trace from Jaeger as OTLP JSON resourceSpans ([] while unknown)."""
+        try:
+            body = self.get_json(self.ports.jaeger_query, f"/api/v3/traces/{trace_id}")
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return []
+            raise
+        spans: list[dict[str, Any]] = body["result"]["resourceSpans"]
+        return spans
+
+    def promql(self, query: str) -> list[dict[str, Any]]:
+        body = self.get_json(self.ports.prometheus, "/api/v1/query", query=query)
+        assert body["status"] == "success", body
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def logs(self, logsql: str, limit: int = 10_000) -> list[dict[str, Any]]:
+        text = self.get_text(
+            self.ports.victoria_logs, "/select/logsql/query", query=logsql, limit=str(limit)
+        )
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def scalar(self, query: str) -> float:
+        """The value of a PromQL query with one result (0 without any)."""
+        result = self.promql(query)
+        return float(result[0]["value"][1]) if result else 0.0
+
+    def collector_counter(self, name: str, **labels: str) -> float:
+        """A counter read straight from the Collector's own /metrics (no scrape delay)."""
+        text = self.get_text(self.ports.collector_metrics, "/metrics")
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name) and all(f'{k}="{v}"' in line for k, v in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def stored_spans(self, service: str = "gateway") -> int:
+        """Spans in Jaeger of every trace that ``service`` took part in (last hour)."""
+        now = datetime.now(UTC)
+        body: dict[str, Any] = self.get_json(
+            self.ports.jaeger_query,
+            "/api/v3/traces",
+            **{
+                "query.service_name": service,
+                "query.start_time_min": (now - timedelta(hours=1)).isoformat(),
+                "query.start_time_max": (now + timedelta(minutes=1)).isoformat(),
+                "query.num_traces": "10000",
+            },
+        )
+        return sum(
+            len(scope.get("spans", []))
+            for block in body["result"]["resourceSpans"]
+            for scope in block.get("scopeSpans", [])
+        )
+
+    def span_counts(self) -> dict[str, float]:
+        """Spans as counted at each stage, from the SDKs' own metrics to Jaeger."""
+        return {
+            # Every ended span enters the batch processor; one dropped for a full
+            # queue is counted here too (with error_type), but never exported.
+            "ended in the services": self.scalar("sum(otel_sdk_processor_span_processed_total)"),
+            "exported by the SDKs": self.scalar(
+                'sum(otel_sdk_exporter_span_exported_total{error_type=""})'
+            ),
+            "accepted by the Collector": self.collector_counter(
+                "otelcol_receiver_accepted_spans_total"
+            ),
+            "sent to Jaeger": self.collector_counter(
+                "otelcol_exporter_sent_spans_total", exporter="otlp_grpc/traces"
+            ),
+            "stored in Jaeger": self.stored_spans(),
+        }
