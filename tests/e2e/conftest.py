@@ -47,6 +47,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack]:
 
 
 @pytest.fixture(scope="session")
+def injected_spans() -> list[int]:
+    """Spans a test sent to the Collector directly (not through a service's SDK),
+    so the span-count comparison can tell them apart."""
+    return []
+
+
+@pytest.fixture(scope="session")
 def backends(stack: NativeStack) -> Backends:
     return Backends(stack.ports)
 

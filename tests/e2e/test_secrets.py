@@ -44,8 +44,8 @@ def test_no_secret_in_the_log_store(backends: Backends, traffic: Traffic) -> Non
     _assert_clean("VictoriaLogs", json.dumps(backends.logs("*")))
 
 
-def test_the_collector_deletes_credentials_a_service_might_send(
-    backends: Backends, stack: NativeStack
+def test_the_collector_masks_credentials_a_service_might_send(
+    backends: Backends, stack: NativeStack, injected_spans: list[int]
 ) -> None:
     """Defence in depth: even if some service recorded a credential, the Collector's
     redaction processor masks it before any store sees it."""
@@ -74,6 +74,7 @@ def test_the_collector_deletes_credentials_a_service_might_send(
         f"http://127.0.0.1:{stack.ports.otlp_http}/v1/traces", json=body, timeout=10
     )
     assert response.status_code == 200, response.text
+    injected_spans.append(1)
 
     stored = wait_until(
         lambda: flatten(backends.trace(trace_id)) or None, timeout=60, what="the leaky span"

@@ -2,6 +2,7 @@
 
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -120,8 +121,9 @@ def test_each_cache_worker_process_has_its_own_providers(stack: Stack) -> None:
         }
 
     def probe() -> bool | None:
-        # New connections, so the kernel spreads them over both workers.
-        httpx.get(f"{stack.url('cache')}/stats", timeout=5)
+        # Several new connections at once, so both workers accept some.
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda _: httpx.get(f"{stack.url('cache')}/stats", timeout=5), range(8)))
         return len(instances()) >= 2 or None
 
     wait_until(probe, timeout=30, what="spans from two cache worker processes")
