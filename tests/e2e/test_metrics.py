@@ -125,3 +125,24 @@ def test_alert_rules_are_loaded_and_evaluated(backends: Backends, stack: Any) ->
     loaded = {r["name"] for g in body["data"]["groups"] for r in g["rules"]}
     rules = yaml.safe_load((REPO / "deploy/prometheus/rules/alerts.yml").read_text())
     assert {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r} <= loaded
+
+
+def _trace_to_metrics_queries() -> list[tuple[str, str]]:
+    """Tempo's "related metrics" of a span, for the gateway's `POST /chat` spans."""
+    provisioning = REPO / "deploy/grafana/provisioning/datasources/datasources.yaml"
+    # `$$` is a literal `$` in provisioning files.
+    datasources = yaml.safe_load(provisioning.read_text().replace("$$", "$"))["datasources"]
+    tempo = next(d for d in datasources if d["uid"] == "tempo")
+    tags = 'service_name="gateway"'  # what Grafana makes of the span's service.name
+    span = {"__span.name": "POST /chat"}
+    return [
+        (query["name"], substitute(query["query"].replace("$__tags", tags), span))
+        for query in tempo["jsonData"]["tracesToMetrics"]["queries"]
+    ]
+
+
+@pytest.mark.parametrize(("name", "expr"), _trace_to_metrics_queries())
+def test_trace_to_metrics_links_show_data(
+    backends: Backends, traffic: Traffic, name: str, expr: str
+) -> None:
+    _has_data(backends, expr)
