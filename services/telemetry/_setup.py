@@ -10,6 +10,7 @@ import os
 import uuid
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib.metadata import version
 from typing import Any
 
@@ -83,11 +84,12 @@ class Telemetry:
     logger_provider: LoggerProvider
     _log_handlers: list[logging.Handler] = field(default_factory=list)
 
-    @property
+    @cached_property
     def tracer(self) -> trace.Tracer:
+        """The tracer for the service's own (business) spans."""
         return self.tracer_provider.get_tracer(f"services.{self.service_name}")
 
-    @property
+    @cached_property
     def meter(self) -> metrics.Meter:
         return self.meter_provider.get_meter(f"services.{self.service_name}")
 
