@@ -11,6 +11,8 @@ UV := $(or $(shell command -v uv 2>/dev/null),.tools/uv/bin/uv)
 RUN := $(UV) run --frozen
 TOOLS_DIR ?= $(CURDIR)/.tools
 SERVICES := gateway chat cache
+# Go code of this project's own (the other tools/ modules only pin upstream tools).
+GO_MODULES := otel-collector/servicegraphconnector tools/composecheck
 PORT_gateway := 8000
 PORT_chat := 8001
 PORT_cache := 8002
@@ -62,10 +64,13 @@ help: ## List the targets
 test: install lint check test-go test-python ## Everything CI runs: lint, static checks, all tests
 
 .PHONY: lint
-lint: install ## ruff (lint + format) and mypy --strict
+lint: install ## ruff (lint + format), mypy --strict; gofmt and go vet for the Go code
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy
+	@unformatted=$$(gofmt -l $(GO_MODULES)); test -z "$$unformatted" || \
+	  { echo "gofmt needed: $$unformatted"; exit 1; }
+	for module in $(GO_MODULES); do (cd $$module && go vet ./...); done
 
 ##@ Python
 
