@@ -102,6 +102,27 @@ def collector_environment(ports: Ports) -> dict[str, str]:
     }
 
 
+def uvicorn_command(service: str, port: int) -> list[str]:
+    """One service, on loopback, with this interpreter (the project's .venv)."""
+    app = f"services.{service}.main:create_app"
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+
+def redis_command(port: int) -> list[str]:
+    """A redis-server on loopback that persists nothing (the demo's data is recomputable)."""
+    return ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+
+
 def service_components(ports: Ports, env: Mapping[str, str] | None = None) -> list[Component]:
     """The three services on ``ports``, wired to each other and to the Collector;
     ``env`` adds to or overrides their environment."""
@@ -115,11 +136,9 @@ def service_components(ports: Ports, env: Mapping[str, str] | None = None) -> li
     }
 
     def service(name: str, port: int) -> Component:
-        command = [sys.executable, "-m", "uvicorn", f"services.{name}.main:create_app"]
-        command += ["--factory", "--host", "127.0.0.1", "--port", str(port)]
         return Component(
             name,
-            command,
+            uvicorn_command(name, port),
             http_ok(f"{LOOPBACK}:{port}/readyz"),
             env=service_env,
             url=f"{LOOPBACK}:{port}/docs",
@@ -151,7 +170,7 @@ def components(
     return [
         Component(
             "redis",
-            ["redis-server", "--port", str(ports.redis), "--bind", "127.0.0.1", "--save", ""],
+            redis_command(ports.redis),
             redis_ping(ports.redis),
         ),
         Component(

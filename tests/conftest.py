@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import free_port, redis_command, redis_ping, running
+from devstack.native import redis_command
+from devstack.processes import free_port, redis_ping
+from tests.support.processes import running
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from devstack.native import uvicorn_command
+from devstack.processes import free_port, http_ok
 from tests.support.otlp import OtlpReceiver, otlp_receiver
-from tests.support.processes import free_port, http_ok, running, uvicorn_command
+from tests.support.processes import running
 
 # Short delays so telemetry arrives within a test's patience; defaults are 5-60 s.
 FAST_EXPORT = {

@@ -8,10 +8,10 @@ from pathlib import Path
 import httpx
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from devstack.processes import free_port, wait_until
 from services.gateway.settings import DEMO_API_KEY
 from tests.integration.conftest import FAST_EXPORT, Stack, service_process
 from tests.support.otlp import ReceivedSpan, otlp_receiver
-from tests.support.processes import free_port, wait_until
 
 SERVICES = ("gateway", "chat", "cache")
 KEY = {"X-API-Key": DEMO_API_KEY}

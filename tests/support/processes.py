@@ -1,23 +1,11 @@
 """Real processes for tests: started, awaited (deadlines, no sleeps), always stopped."""
 
-import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 from devstack.native import REPO
-from devstack.processes import (
-    Probe,
-    free_port,
-    http_ok,
-    redis_ping,
-    start,
-    stop_pid,
-    wait_ready,
-    wait_until,
-)
-
-__all__ = ["free_port", "http_ok", "redis_ping", "running", "wait_until"]
+from devstack.processes import Probe, start, stop_pid, wait_ready
 
 
 @contextmanager
@@ -38,13 +26,3 @@ def running(
         yield
     finally:
         stop_pid(process.pid)
-
-
-def uvicorn_command(service: str, port: int) -> list[str]:
-    app = f"services.{service}.main:create_app"
-    return [sys.executable, "-m", "uvicorn", app, "--factory", "--port", str(port)]
-
-
-def redis_command(port: int) -> list[str]:
-    """A throwaway redis-server: loopback only, nothing persisted."""
-    return ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]

@@ -6,11 +6,11 @@ from contextlib import AsyncExitStack
 import httpx
 from opentelemetry.trace import SpanKind, StatusCode
 
+from devstack.processes import free_port
 from services.cache.main import create_app as create_cache
 from services.cache.settings import CacheSettings
 from services.gateway.main import create_app as create_gateway
 from services.gateway.settings import DEMO_API_KEY, GatewaySettings
-from tests.support.processes import free_port
 from tests.unit.conftest import Chain, InMemoryTelemetry, attrs
 
 
