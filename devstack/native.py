@@ -118,6 +118,17 @@ def uvicorn_command(service: str, port: int) -> list[str]:
     ]
 
 
+def uvicorn_settings(service: str) -> dict[str, str]:
+    """uvicorn's own settings for ``service`` (``UVICORN_*`` variables), from the
+    ``services/<service>/uvicorn.env`` that docker-compose.yml loads too."""
+    path = REPO / "services" / service / "uvicorn.env"
+    if not path.exists():
+        return {}
+    lines = (line.strip() for line in path.read_text().splitlines())
+    pairs = (line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    return {name: value for name, value in pairs}
+
+
 def redis_command(port: int) -> list[str]:
     """A redis-server on loopback that persists nothing (the demo's data is recomputable)."""
     return ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
@@ -132,6 +143,7 @@ def service_components(ports: Ports, env: Mapping[str, str] | None = None) -> li
         "GATEWAY_CHAT_URL": f"{LOOPBACK}:{ports.chat}",
         "CHAT_CACHE_URL": f"{LOOPBACK}:{ports.cache}",
         "CACHE_REDIS_URL": f"redis://127.0.0.1:{ports.redis}/0",
+        "GATEWAY_REDIS_URL": f"redis://127.0.0.1:{ports.redis}/0",
         **(env or {}),
     }
 
@@ -140,7 +152,7 @@ def service_components(ports: Ports, env: Mapping[str, str] | None = None) -> li
             name,
             uvicorn_command(name, port),
             http_ok(f"{LOOPBACK}:{port}/readyz"),
-            env=service_env,
+            env={**uvicorn_settings(name), **service_env},
             url=f"{LOOPBACK}:{port}/docs",
         )
 

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from services.cache.settings import CacheSettings
+from services.common.redis import open_redis
 from services.telemetry import Telemetry
 
 _STATS = "stats"
@@ -73,18 +74,13 @@ class RedisConnection:
 
     @asynccontextmanager
     async def open(self, app: FastAPI, telemetry: Telemetry) -> AsyncIterator[None]:
-        redis = Redis.from_url(
+        async with open_redis(
             str(self._settings.redis_url),
-            decode_responses=True,
-            socket_timeout=self._settings.redis_timeout_seconds,
-            socket_connect_timeout=self._settings.redis_timeout_seconds,
-        )
-        telemetry.instrument_redis(redis)
-        app.state.store = CacheStore(redis)
-        try:
+            timeout_seconds=self._settings.redis_timeout_seconds,
+            telemetry=telemetry,
+        ) as redis:
+            app.state.store = CacheStore(redis)
             yield
-        finally:
-            await redis.aclose()
 
     async def check_ready(self, app: FastAPI) -> None:
         store: CacheStore = app.state.store

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from time import perf_counter
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Header
 from opentelemetry import trace
 from pydantic import BaseModel
 
@@ -14,7 +14,14 @@ from services.chat.metrics import ChatMetrics
 from services.chat.settings import ChatSettings
 from services.common.app import from_state
 from services.common.http_client import ServiceClient
-from services.common.models import ChatHistory, ChatTurn, Message, SessionId
+from services.common.models import (
+    CLIENT_ID_HEADER,
+    CLIENT_ID_PATTERN,
+    ChatHistory,
+    ChatTurn,
+    Message,
+    SessionId,
+)
 from services.common.problems import NotFoundError
 from services.telemetry import Telemetry
 
@@ -25,6 +32,8 @@ CacheClient = Annotated[ServiceClient, Depends(from_state("cache_client"))]
 Settings = Annotated[ChatSettings, Depends(from_state("settings"))]
 Metrics = Annotated[ChatMetrics, Depends(from_state("metrics"))]
 AppTelemetry = Annotated[Telemetry, Depends(from_state("telemetry"))]
+# Whose session: set by the gateway after authentication.
+ClientId = Annotated[str, Header(alias=CLIENT_ID_HEADER, pattern=CLIENT_ID_PATTERN)]
 
 
 class ReplyRequest(BaseModel):
@@ -41,6 +50,7 @@ class ReplyResponse(BaseModel):
 @router.post("/replies", summary="Reply to a message, within a session")
 async def create_reply(
     body: ReplyRequest,
+    client_id: ClientId,
     cache: CacheClient,
     settings: Settings,
     metrics: Metrics,
@@ -51,8 +61,9 @@ async def create_reply(
         session_id = uuid.uuid4().hex
     else:
         session_id = body.session_id
-        # Checked before anything is written: an unknown session stores nothing.
-        await _require_session(cache, session_id)
+        # Checked before anything is written: an unknown session (or another
+        # client's) stores nothing.
+        await _require_session(cache, client_id, session_id)
     trace.get_current_span().set_attribute("session.id", session_id)
 
     tracer = telemetry.tracer
@@ -83,7 +94,7 @@ async def create_reply(
     turn = ChatTurn(message=body.message, reply=reply, cached=cached, at=datetime.now(UTC))
     await cache.request(
         "POST",
-        f"/lists/history:{session_id}",
+        _history_path(client_id, session_id),
         json={"value": turn.model_dump_json(), "ttl_seconds": settings.history_ttl_seconds},
     )
     attributes = {"cache.hit": cached}
@@ -94,24 +105,32 @@ async def create_reply(
 
 
 @router.get("/sessions/{session_id}/history", summary="The turns of a session, oldest first")
-async def read_history(session_id: SessionId, cache: CacheClient) -> ChatHistory:
-    values = await _history_values(cache, session_id)
+async def read_history(
+    session_id: SessionId, client_id: ClientId, cache: CacheClient
+) -> ChatHistory:
+    values = await _history_values(cache, client_id, session_id)
     return ChatHistory(
         session_id=session_id, turns=[ChatTurn.model_validate_json(value) for value in values]
     )
 
 
-async def _require_session(cache: ServiceClient, session_id: str) -> None:
-    await _history_values(cache, session_id, last=1)
+def _history_path(client_id: str, session_id: str) -> str:
+    """A session's turns are stored under its owner's client id: another client
+    asking for it finds nothing there, exactly as for a session that never was."""
+    return f"/lists/history:{client_id}:{session_id}"
+
+
+async def _require_session(cache: ServiceClient, client_id: str, session_id: str) -> None:
+    await _history_values(cache, client_id, session_id, last=1)
 
 
 async def _history_values(
-    cache: ServiceClient, session_id: str, *, last: int | None = None
+    cache: ServiceClient, client_id: str, session_id: str, *, last: int | None = None
 ) -> list[str]:
     """The stored turns (JSON) of a session, or its ``last`` ones; 404 if unknown."""
     params = {"last": last} if last else None
     try:
-        response = await cache.request("GET", f"/lists/history:{session_id}", params=params)
+        response = await cache.request("GET", _history_path(client_id, session_id), params=params)
     except NotFoundError as exc:
         raise NotFoundError(f"Unknown session {session_id!r}.") from exc
     values: list[str] = response.json()["values"]

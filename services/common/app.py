@@ -1,19 +1,32 @@
 """The app factory every service's ``create_app`` delegates to.
 
 It wires what all three services have in common, so a service's own
-``main.py`` only names its routes, its one dependency and its metrics:
+``main.py`` only names its routes, its dependencies and its metrics:
 
 - telemetry (providers built per process, flushed at shutdown),
-- problem+json error handlers,
+- problem+json error handlers, and a 500 that still carries every header,
 - ``/healthz`` (liveness, no I/O) and ``/readyz`` (the one dependency),
 - the trace id of every request in the ``traceresponse`` and ``X-Trace-Id``
   response headers.
+
+Middleware, outermost first::
+
+    edge middleware (ServiceApp.add_edge_middleware)   before any span exists
+    FastAPI's native telemetry                          the server span
+    Starlette's ServerErrorMiddleware                   (never reached: see below)
+    middleware a service adds (CORS, ...)
+    TraceResponseMiddleware                             traceresponse, X-Trace-Id
+    ServiceLogContext                                   log records -> this service
+    BodyLimitMiddleware                                 413 problem (if a limit is set)
+    UnhandledErrorMiddleware                            500 problem, logged once
+    exception handlers, routes
 """
 
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from importlib.metadata import version
 from typing import Any, Protocol
 
@@ -22,10 +35,16 @@ from fastapi import APIRouter, FastAPI, Request
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.metrics import Meter
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.common.problems import ProblemError, install_problem_handlers, problem_response
+from services.common.problems import (
+    ProblemError,
+    install_problem_handlers,
+    problem_response,
+    unhandled_problem,
+)
 from services.common.settings import ServiceSettings
 from services.telemetry import Telemetry, TelemetryExporters, configure_telemetry
 
@@ -35,12 +54,16 @@ HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
 TRACE_ID_HEADER = "X-Trace-Id"
 
 
-class Dependency(Protocol):
-    """The one thing a service depends on: a downstream service, or Redis."""
+class Resource(Protocol):
+    """Something a service opens for its whole life: a client, a pool."""
 
     def open(self, app: FastAPI, telemetry: Telemetry) -> AbstractAsyncContextManager[None]:
         """Open it for the app's whole life (storing clients on ``app.state``)."""
         ...
+
+
+class Dependency(Resource, Protocol):
+    """The one thing a service cannot serve without: a downstream service, or Redis."""
 
     async def check_ready(self, app: FastAPI) -> None:
         """Raise (anything) when it is not usable."""
@@ -72,23 +95,58 @@ class ServiceSpec:
     metrics: Callable[[Meter], object]
 
 
+class ServiceApp(FastAPI):
+    """FastAPI, plus a place for middleware that must run before its telemetry.
+
+    ``add_middleware`` puts middleware inside FastAPI's native telemetry, whose
+    server span already exists by then (its parent read from the request's
+    ``traceparent`` and ``baggage``). Edge middleware wraps the whole app, so it
+    can rewrite what a request carries before anything reads it.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._edge: ASGIApp = partial(FastAPI.__call__, self)
+
+    def add_edge_middleware(self, middleware: Callable[[ASGIApp], ASGIApp]) -> None:
+        self._edge = middleware(self._edge)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._edge(scope, receive, send)
+
+
 def create_service_app(
-    spec: ServiceSpec, settings: ServiceSettings, dependency: Dependency, wiring: Wiring
-) -> FastAPI:
+    spec: ServiceSpec,
+    settings: ServiceSettings,
+    dependency: Dependency,
+    wiring: Wiring,
+    *,
+    resources: Sequence[Resource] = (),
+    max_body_bytes: int | None = None,
+) -> ServiceApp:
+    """The app of one service; ``/readyz`` checks ``dependency``.
+
+    ``resources`` are opened for the app's life too, but readiness does not wait
+    for them: the service degrades without them (the gateway's rate-limit store).
+    A body over ``max_body_bytes`` is a 413, refused before it is parsed.
+    """
     name = spec.name
     telemetry = configure_telemetry(name, log_level=settings.log_level, exporters=wiring.exporters)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            async with dependency.open(app, telemetry):
-                _log.info("%s service started", name)
-                yield
-            _log.info("%s service stopping", name)
+            with telemetry.log_context():
+                async with AsyncExitStack() as opened:
+                    for resource in (dependency, *resources):
+                        await opened.enter_async_context(resource.open(app, telemetry))
+                    _log.info("%s service started", name)
+                    yield
+                _log.info("%s service stopping", name)
         finally:
             telemetry.shutdown()
 
-    app = FastAPI(
+    app = ServiceApp(
         title=f"otel-chat-demo {name}",
         description=spec.description or "",
         version=version("otel-chat-demo"),
@@ -99,6 +157,11 @@ def create_service_app(
     app.state.telemetry = telemetry
     app.state.metrics = spec.metrics(telemetry.meter)
     install_problem_handlers(app)
+    # add_middleware puts each new one outside the ones before it.
+    app.add_middleware(UnhandledErrorMiddleware)
+    if max_body_bytes is not None:
+        app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(ServiceLogContext, telemetry=telemetry)
     app.add_middleware(TraceResponseMiddleware)
     app.include_router(_health_router(dependency))
     app.include_router(spec.router)
@@ -155,13 +218,97 @@ class TraceResponseMiddleware:
         await self.app(scope, receive, send_with_trace_headers)
 
 
+class ServiceLogContext:
+    """Log records written while this app handles a request are this service's
+    (see telemetry: in the unit tests several apps share one process)."""
+
+    def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
+        self.app = app
+        self.telemetry = telemetry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with self.telemetry.log_context():
+            await self.app(scope, receive, send)
+
+
+class UnhandledErrorMiddleware:
+    """An unexpected exception becomes a 500 problem here, inside the other middleware.
+
+    Left to Starlette, its ServerErrorMiddleware answers from outside every
+    middleware (the 500 would lack CORS and trace headers) and then re-raises
+    (a second, unlinked traceback in the server's log). Here the exception is
+    recorded on the server span and logged once, with the trace id.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response_started = False
+
+        async def send_tracking_start(message: Message) -> None:
+            nonlocal response_started
+            response_started = response_started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking_start)
+        except Exception as exc:
+            if response_started:  # too late for another response
+                raise
+            response = unhandled_problem(scope.get("method", ""), scope.get("path", ""), exc)
+            await response(scope, receive, send)
+
+
+class BodyLimitMiddleware:
+    """A request body over ``max_bytes`` is a 413 problem, refused before it is parsed.
+
+    A declared ``Content-Length`` over the limit is refused before a byte is read;
+    a chunked body as soon as it passes the limit. (FastAPI's own ``max_body_size``
+    answers a declared oversize with plain text from outside every middleware.)
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.detail = f"The request body is larger than {max_bytes} bytes."
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            response = problem_response(413, "Content Too Large", self.detail)
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def receive_within_limit() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                # An HTTPException, so FastAPI's body reader lets it through to
+                # the problem handlers (it turns other errors into a 400).
+                raise HTTPException(413, self.detail)
+            return message
+
+        await self.app(scope, receive_within_limit, send)
+
+
 def from_state(name: str) -> Callable[[Request], Any]:
     """A dependency that returns ``app.state.<name>`` (set up in the lifespan).
 
-    Use it as ``Annotated[CacheStore, Depends(from_state("store"))]``.
+    Use it as ``Annotated[CacheStore, Depends(from_state("store"))]``. It is
+    ``async`` on purpose: FastAPI runs a plain ``def`` dependency in its thread
+    pool, a thread hop per dependency per request.
     """
 
-    def dependency(request: Request) -> Any:
+    async def dependency(request: Request) -> Any:
         return getattr(request.app.state, name)
 
     return dependency

@@ -7,8 +7,10 @@ The exceptions a service raises on purpose::
      └── DownstreamError  a service we call failed: 502 bad answer, 503 unreachable,
                           504 too slow
 
-Validation errors become 422 (400 for a body that is not JSON at all); any
-other exception becomes a 500 whose body says nothing about the internals.
+Validation errors become 422 (400 for a body that is not JSON at all), a body
+over the app's limit 413; any other exception becomes a 500 whose body says
+nothing about the internals (see services.common.app.UnhandledErrorMiddleware).
+:func:`documented` describes these responses in a route's OpenAPI.
 """
 
 import logging
@@ -20,12 +22,61 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from opentelemetry import trace
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 PROBLEM_JSON = "application/problem+json"
 
 _log = logging.getLogger(__name__)
+
+
+class Problem(BaseModel):
+    """The body of every error response (RFC 9457)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    trace_id: str | None = Field(default=None, description="Look the request up in Tempo")
+    # 422 only: where and why the input was rejected (never the input itself).
+    errors: list[dict[str, Any]] | None = None
+
+
+_PROBLEM_SCHEMA = Problem.model_json_schema()
+_WHEN = {
+    400: "The body is not JSON",
+    401: "No API key, or an unknown one",
+    404: "No such session (or not yours)",
+    413: "The body is over the size limit",
+    422: "The input is not valid",
+    429: "Over the rate limit: retry after Retry-After seconds",
+    502: "A service behind this one failed",
+    503: "A service behind this one is unreachable",
+    504: "A service behind this one did not answer in time",
+}
+
+
+def documented(
+    *statuses: int, headers: Mapping[int, Mapping[str, str]] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses, as problem+json.
+
+    ``headers`` documents response headers per status: {status: {name: description}}.
+    """
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        response: dict[str, Any] = {
+            "description": _WHEN.get(status, HTTPStatus(status).phrase),
+            "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}},
+        }
+        if headers and status in headers:
+            response["headers"] = {
+                name: {"description": text, "schema": {"type": "string"}}
+                for name, text in headers[status].items()
+            }
+        responses[status] = response
+    return responses
 
 
 class ProblemError(Exception):
@@ -101,9 +152,11 @@ async def _validation(request: Request, exc: Exception) -> Response:
     )
 
 
-async def _unhandled(request: Request, exc: Exception) -> Response:
+def unhandled_problem(method: str, path: str, exc: Exception) -> Response:
+    """The 500 for an exception nobody expected: recorded on the span, logged
+    once with its traceback, and never described to the client."""
     trace.get_current_span().record_exception(exc)
-    _log.exception("unhandled error in %s %s", request.method, request.url.path)
+    _log.error("unhandled error in %s %s", method, path, exc_info=exc)
     return problem_response(500, "Internal Server Error", "An unexpected error occurred.")
 
 
@@ -111,4 +164,4 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _problem)
     app.add_exception_handler(HTTPException, _http_exception)
     app.add_exception_handler(RequestValidationError, _validation)
-    app.add_exception_handler(Exception, _unhandled)
+    # Any other exception: see services.common.app.UnhandledErrorMiddleware.

@@ -1,28 +1,48 @@
 """The gateway: the public API (auth, rate limit, CORS) in front of the chat service."""
 
-from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from services.common.app import PRODUCTION, TRACE_ID_HEADER, ServiceSpec, Wiring, create_service_app
+from services.common.app import (
+    PRODUCTION,
+    TRACE_ID_HEADER,
+    ServiceApp,
+    ServiceSpec,
+    Wiring,
+    create_service_app,
+)
 from services.common.http_client import Downstream
-from services.gateway.metrics import GatewayMetrics
+from services.gateway.edge import IncomingTraceContext, LinkClientContext, ResponseHeaders
+from services.gateway.metrics import CountChatOutcomes, GatewayMetrics
+from services.gateway.rate_limit import RateLimitStore
 from services.gateway.routes import router
-from services.gateway.security import API_KEY_HEADER, RateLimiter
+from services.gateway.security import API_KEY_HEADER
 from services.gateway.settings import GatewaySettings
 
 GATEWAY = ServiceSpec("gateway", __doc__, router, GatewayMetrics)
 
 
-def create_app(settings: GatewaySettings | None = None, wiring: Wiring = PRODUCTION) -> FastAPI:
+def create_app(settings: GatewaySettings | None = None, wiring: Wiring = PRODUCTION) -> ServiceApp:
     settings = settings or GatewaySettings()
     chat = Downstream("chat", str(settings.chat_url), settings, wiring.transport)
-    app = create_service_app(GATEWAY, settings, chat, wiring)
-    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+    app = create_service_app(
+        GATEWAY,
+        settings,
+        chat,
+        wiring,
+        resources=[RateLimitStore(settings)],
+        max_body_bytes=settings.max_body_bytes,
+    )
+    trust = settings.trust_incoming_trace_context
+    app.add_edge_middleware(lambda inner: IncomingTraceContext(inner, trust_traceparent=trust))
+    # Each add_middleware wraps the ones before it: CORS ends up outermost.
+    app.add_middleware(LinkClientContext)
+    app.add_middleware(CountChatOutcomes, counter=app.state.metrics.chat_requests)
+    app.add_middleware(ResponseHeaders)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_allow_origins,
         allow_methods=["GET", "POST"],
-        allow_headers=["Content-Type", API_KEY_HEADER, "traceparent", "tracestate", "baggage"],
-        expose_headers=[TRACE_ID_HEADER, "traceresponse"],
+        allow_headers=["Content-Type", API_KEY_HEADER, "traceparent", "tracestate"],
+        expose_headers=[TRACE_ID_HEADER, "traceresponse", "RateLimit", "RateLimit-Policy"],
     )
     return app

@@ -8,10 +8,11 @@ from pydantic import BaseModel
 
 from services.common.app import from_state
 from services.common.http_client import ServiceClient
-from services.common.models import ChatHistory, Message, SessionId
-from services.common.problems import ProblemError
-from services.gateway.metrics import GatewayMetrics
-from services.gateway.security import API_KEY_HEADER, RateLimiter, client_for_key
+from services.common.models import CLIENT_ID_HEADER, ChatHistory, Message, SessionId
+from services.common.problems import ProblemError, documented
+from services.gateway.edge import RESPONSE_HEADERS_STATE
+from services.gateway.rate_limit import RateLimits
+from services.gateway.security import API_KEY_HEADER, client_for_key
 from services.gateway.settings import GatewaySettings
 from services.telemetry import baggage_entries
 
@@ -19,18 +20,44 @@ router = APIRouter(tags=["chat"])
 _log = logging.getLogger(__name__)
 
 ChatClient = Annotated[ServiceClient, Depends(from_state("chat_client"))]
-Metrics = Annotated[GatewayMetrics, Depends(from_state("metrics"))]
 _api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
+
+_RATE_LIMIT_HEADERS = {
+    "RateLimit-Policy": "The quota and its window in seconds (IETF draft)",
+    "RateLimit": "Requests remaining and seconds until the window frees up (IETF draft)",
+}
+# Every error a chat route can answer with, as problem+json.
+_ERRORS = documented(
+    400,
+    401,
+    404,
+    413,
+    422,
+    429,
+    502,
+    503,
+    504,
+    headers={429: {**_RATE_LIMIT_HEADERS, "Retry-After": "Seconds to wait"}},
+)
 
 
 async def authenticate(
     request: Request, api_key: Annotated[str | None, Security(_api_key_header)]
 ) -> str:
-    """The caller's client id; 401 without a known key, 429 over the rate limit."""
+    """The caller's client id. 401 without a known key; 429 over the rate limit,
+    or from an address with too many failed authentications."""
     settings: GatewaySettings = request.app.state.settings
-    client_id = client_for_key(api_key, settings.api_keys)
-    rate_limiter: RateLimiter = request.app.state.rate_limiter
-    rate_limiter.check(client_id)
+    rate_limits: RateLimits = request.app.state.rate_limits
+    address = request.client.host if request.client else "unknown"
+    await rate_limits.refuse_if_guessing(address)
+    try:
+        client_id = client_for_key(api_key, settings.api_keys)
+    except ProblemError:
+        await rate_limits.count_failure(address)
+        raise
+    quota = await rate_limits.take(client_id)
+    if quota is not None:  # on every response from here on, errors included
+        setattr(request.state, RESPONSE_HEADERS_STATE, quota.headers())
     trace.get_current_span().set_attribute("client.id", client_id)
     return client_id
 
@@ -50,28 +77,30 @@ class ChatResponse(BaseModel):
     trace_id: str
 
 
-@router.post("/chat", summary="Send a message; start a session by sending none")
-async def chat(
-    body: ChatRequest, client_id: ClientId, chat_client: ChatClient, metrics: Metrics
-) -> ChatResponse:
-    # Baggage carries the client id to every downstream span (see telemetry).
+@router.post("/chat", summary="Send a message; start a session by sending none", responses=_ERRORS)
+async def chat(body: ChatRequest, client_id: ClientId, chat_client: ChatClient) -> ChatResponse:
+    # Baggage carries the client id to every downstream span (see telemetry);
+    # the header tells the chat service whose session this is.
     with baggage_entries({"client.id": client_id}):
-        try:
-            response = await chat_client.request("POST", "/replies", json=body.model_dump())
-        except ProblemError as exc:
-            outcome = "rejected" if exc.status < 500 else "error"
-            metrics.chat_requests.add(1, {"chat.outcome": outcome})
-            raise
-    metrics.chat_requests.add(1, {"chat.outcome": "ok"})
-    _log.info("chat request from client %s answered", client_id)
+        response = await chat_client.request(
+            "POST", "/replies", json=body.model_dump(), headers={CLIENT_ID_HEADER: client_id}
+        )
     span_context = trace.get_current_span().get_span_context()
-    return ChatResponse(**response.json(), trace_id=trace.format_trace_id(span_context.trace_id))
+    reply = ChatResponse(**response.json(), trace_id=trace.format_trace_id(span_context.trace_id))
+    _log.info("chat request from client %s answered", client_id)
+    return reply
 
 
-@router.get("/chat/{session_id}/history", summary="The turns of a session, oldest first")
+@router.get(
+    "/chat/{session_id}/history",
+    summary="The turns of one of your sessions, oldest first",
+    responses=_ERRORS,
+)
 async def history(
     session_id: SessionId, client_id: ClientId, chat_client: ChatClient
 ) -> ChatHistory:
     with baggage_entries({"client.id": client_id}):
-        response = await chat_client.request("GET", f"/sessions/{session_id}/history")
+        response = await chat_client.request(
+            "GET", f"/sessions/{session_id}/history", headers={CLIENT_ID_HEADER: client_id}
+        )
     return ChatHistory.model_validate_json(response.content)

@@ -1,10 +1,6 @@
-"""Who is calling (API key -> client id) and whether they may, right now."""
+"""Who is calling: an API key maps to a client id."""
 
 import hmac
-import math
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from services.common.problems import ProblemError
 
@@ -27,31 +23,3 @@ def client_for_key(api_key: str | None, api_keys: dict[str, str]) -> str:
     if client_id is None:
         raise ProblemError(401, "Unknown API key.", headers=_ASK)
     return client_id
-
-
-@dataclass
-class RateLimiter:
-    """A token bucket per client: ``per_minute`` requests, refilled smoothly.
-
-    Kept in process memory, so the limit applies per gateway worker; a shared
-    limit across replicas would live in Redis.
-    """
-
-    per_minute: int
-    clock: Callable[[], float] = time.monotonic
-    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-    def check(self, client_id: str) -> None:
-        """Take one token for ``client_id``, or raise 429 with Retry-After."""
-        now = self.clock()
-        tokens, updated = self._buckets.get(client_id, (float(self.per_minute), now))
-        tokens = min(float(self.per_minute), tokens + (now - updated) * self.per_minute / 60)
-        if tokens < 1:
-            self._buckets[client_id] = (tokens, now)
-            retry_after = math.ceil((1 - tokens) * 60 / self.per_minute)
-            raise ProblemError(
-                429,
-                f"More than {self.per_minute} requests per minute.",
-                headers={"Retry-After": str(retry_after)},
-            )
-        self._buckets[client_id] = (tokens - 1, now)

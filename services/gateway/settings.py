@@ -1,24 +1,77 @@
-from pydantic import Field, HttpUrl, PositiveInt
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    Field,
+    FilePath,
+    HttpUrl,
+    PositiveFloat,
+    PositiveInt,
+    RedisDsn,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import SettingsConfigDict
 
+from services.common.models import CLIENT_ID_PATTERN
 from services.common.settings import DownstreamSettings
 
 # Documented in the README; override GATEWAY_API_KEYS anywhere that is not a laptop.
 DEMO_API_KEY = "demo-key"
 
+CLIENT_ID = re.compile(CLIENT_ID_PATTERN)
+
 
 class GatewaySettings(DownstreamSettings):
     """``GATEWAY_*`` environment variables."""
 
-    model_config = SettingsConfigDict(env_prefix="GATEWAY_")
+    # Validation errors never echo the input: it may hold API keys.
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", hide_input_in_errors=True)
 
     chat_url: HttpUrl = HttpUrl("http://127.0.0.1:8001")
-    # API key -> client id, as JSON: GATEWAY_API_KEYS='{"key": "client"}'.
-    # The client id (never the key) names the caller in traces and baggage.
+    # API key -> client id, as JSON: GATEWAY_API_KEYS='{"key": "client"}', or a
+    # file holding that JSON (GATEWAY_API_KEYS_FILE, e.g. a Docker secret), which
+    # wins. The client id (never the key) names the caller in telemetry.
     api_keys: dict[str, str] = Field(
         default={DEMO_API_KEY: "demo-client"}, repr=False, min_length=1
     )
+    api_keys_file: FilePath | None = None
+
+    # Continue a client's traceparent (a browser or load generator starting the
+    # trace), or start a new trace and link to it. Baggage is never taken.
+    trust_incoming_trace_context: bool = True
+    # Request bodies over this are refused with 413 before they are parsed.
+    max_body_bytes: PositiveInt = 16 * 1024
+
+    # Rate limits live in Redis, shared by every gateway worker and replica.
+    redis_url: RedisDsn = RedisDsn("redis://127.0.0.1:6379/0")
+    # Short: when the limit store is slow or down, requests go on unlimited
+    # (fail open) rather than wait for it.
+    redis_timeout_seconds: PositiveFloat = 0.25
     rate_limit_per_minute: PositiveInt = 600
+    # Failed authentications per client address, before 429s (key guessing).
+    auth_failures_per_minute: PositiveInt = 20
+
     cors_allow_origins: list[str] = ["http://localhost:3000"]
     # The chat service "thinks" for up to 1.5 s; give it room.
     read_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _valid_client_ids(cls, api_keys: dict[str, str]) -> dict[str, str]:
+        # Checked here rather than by the type, whose errors would name the key.
+        bad = sorted({client for client in api_keys.values() if not CLIENT_ID.match(client)})
+        if bad:
+            raise ValueError(f"client ids must match {CLIENT_ID.pattern}: {bad}")
+        return api_keys
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_from_file(cls, data: Any) -> Any:
+        """GATEWAY_API_KEYS_FILE's JSON replaces GATEWAY_API_KEYS, then is validated
+        like it (the keys are never echoed in an error)."""
+        if isinstance(data, dict) and data.get("api_keys_file"):
+            data = {**data, "api_keys": json.loads(Path(data["api_keys_file"]).read_text())}
+        return data

@@ -7,6 +7,9 @@ Only this module touches logging handlers; services use
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from opentelemetry import trace
@@ -38,6 +41,47 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+# The service whose code is running in this context (set per request and for
+# the lifespan). With one service per process it is always that service; in
+# the unit tests, three apps share one process and one root logger, and this is
+# how each app's handlers keep only their own records.
+_current_service: ContextVar[str | None] = ContextVar("current_service", default=None)
+
+
+@contextmanager
+def service_log_context(service_name: str) -> Iterator[None]:
+    """Records logged inside the block belong to ``service_name``."""
+    token = _current_service.set(service_name)
+    try:
+        yield
+    finally:
+        _current_service.reset(token)
+
+
+class _FromThisService(logging.Filter):
+    """Keep records of this service, and records logged outside any service."""
+
+    def __init__(self, service_name: str) -> None:
+        super().__init__()
+        self._service_name = service_name
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        current = _current_service.get()
+        return current is None or current == self._service_name
+
+
+class _StdoutHandler(logging.Handler):
+    """Lines to whatever ``sys.stdout`` is when a record is written, not when the
+    handler was made (a redirected stream, a test's capture)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stdout.write(self.format(record) + "\n")
+            sys.stdout.flush()
+        except Exception:  # logging must never break the caller
+            self.handleError(record)
+
+
 class _NotFromOpenTelemetry(logging.Filter):
     """Keep the SDK's own messages (e.g. "failed to export") out of OTLP.
 
@@ -53,15 +97,17 @@ def attach_log_handlers(
     service_name: str, logger_provider: LoggerProvider, level: str
 ) -> list[logging.Handler]:
     """Send root-logger records to stdout (JSON) and to the OTLP log pipeline."""
-    stdout_handler = logging.StreamHandler(sys.stdout)
+    stdout_handler = _StdoutHandler()
     stdout_handler.setFormatter(JsonFormatter(service_name))
     otlp_handler = LoggingHandler(logger_provider=logger_provider)
     otlp_handler.addFilter(_NotFromOpenTelemetry())
+    handlers: list[logging.Handler] = [stdout_handler, otlp_handler]
+    for handler in handlers:
+        handler.addFilter(_FromThisService(service_name))
     root = logging.getLogger()
     root.setLevel(level.upper())
     # httpx logs every request at INFO; the client spans already tell that story.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
-    handlers: list[logging.Handler] = [stdout_handler, otlp_handler]
     for handler in handlers:
         root.addHandler(handler)
     return handlers

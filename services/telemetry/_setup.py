@@ -9,6 +9,7 @@ import logging
 import os
 import uuid
 from collections.abc import MutableMapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib.metadata import version
@@ -41,7 +42,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 
 from services.telemetry._baggage import BaggageSpanProcessor
-from services.telemetry._logs import attach_log_handlers, detach_log_handlers
+from services.telemetry._logs import (
+    attach_log_handlers,
+    detach_log_handlers,
+    service_log_context,
+)
 
 SERVICE_NAMESPACE = "otel-chat-demo"
 
@@ -116,6 +121,11 @@ class Telemetry:
             "auto_configure": False,
             "exclude": exclude,
         }
+
+    def log_context(self) -> AbstractContextManager[None]:
+        """Log records written inside the block are this service's (the app
+        factory enters it per request and for the lifespan)."""
+        return service_log_context(self.service_name)
 
     def instrument_http_client(self, client: httpx.AsyncClient) -> None:
         """Client spans, ``traceparent``/``baggage`` injection, client duration metrics."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.native import uvicorn_command
+from devstack.native import uvicorn_command, uvicorn_settings
 from devstack.processes import free_port, http_ok
 from tests.support.otlp import OtlpReceiver, otlp_receiver
 from tests.support.processes import running
@@ -39,6 +39,7 @@ def service_process(
 ) -> Iterator[None]:
     command = [*uvicorn_command(service, port), *extra_args]
     ready = http_ok(f"http://127.0.0.1:{port}/readyz")
+    env = {**uvicorn_settings(service), **env}
     with running(f"{service}-{port}", command, ready=ready, log_dir=log_dir, env=env):
         yield
 
@@ -52,6 +53,7 @@ def stack(redis_url: str, log_dir: Path) -> Iterator[Stack]:
             "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
             "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=test",
             "CACHE_REDIS_URL": redis_url,
+            "GATEWAY_REDIS_URL": redis_url,
             "CHAT_CACHE_URL": f"http://127.0.0.1:{ports['cache']}",
             "CHAT_THINKING_BASE_MS": "300",
             "GATEWAY_CHAT_URL": f"http://127.0.0.1:{ports['chat']}",

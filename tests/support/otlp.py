@@ -120,6 +120,36 @@ class OtlpReceiver:
         with self._lock:
             return [log for log in self.logs if log.trace_id == trace_id]
 
+    def counter(self, service: str, name: str, **labels: object) -> float:
+        """A counter's total across ``service``'s processes, for data points whose
+        attributes include ``labels`` (the newest cumulative value of each)."""
+        newest: dict[tuple[object, str], float] = {}
+        with self._lock:
+            for request in self.raw_metrics:
+                for resource_metrics in request.resource_metrics:
+                    resource = attributes(resource_metrics.resource.attributes)
+                    if resource["service.name"] != service:
+                        continue
+                    for scope_metrics in resource_metrics.scope_metrics:
+                        for metric in scope_metrics.metrics:
+                            if metric.name != name:
+                                continue
+                            for point in metric.sum.data_points:
+                                point_attributes = attributes(point.attributes)
+                                if labels.items() <= point_attributes.items():
+                                    key = (resource["service.instance.id"], str(point_attributes))
+                                    newest[key] = point.as_int or point.as_double
+        return sum(newest.values())
+
+    def everything(self) -> str:
+        """Every span, log record and metric received, as text: a haystack for
+        values that must never be recorded."""
+        with self._lock:
+            parts = [f"{span.resource} {span.span}" for span in self.spans]
+            parts += [f"{log.service} {log.record}" for log in self.logs]
+            parts += [str(request) for request in self.raw_metrics]
+        return "\n".join(parts)
+
 
 @contextmanager
 def otlp_receiver() -> Iterator[OtlpReceiver]:

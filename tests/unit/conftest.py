@@ -26,6 +26,7 @@ from services.chat.main import create_app as create_chat
 from services.chat.settings import ChatSettings
 from services.common.app import Wiring
 from services.gateway.main import create_app as create_gateway
+from services.gateway.rate_limit import KEY_PREFIX as RATE_LIMIT_PREFIX
 from services.gateway.settings import DEMO_API_KEY, GatewaySettings
 from services.telemetry import TelemetryExporters
 
@@ -80,6 +81,11 @@ class Chain:
                     points.setdefault(metric.name, []).extend(metric.data.data_points)
         return points
 
+    def stored_keys(self) -> list[str]:
+        """What the services stored in Redis, less the gateway's rate-limit counters."""
+        keys = [str(key) for key in self.redis.scan_iter()]
+        return sorted(key for key in keys if not key.startswith(RATE_LIMIT_PREFIX))
+
     async def chat(self, message: str, **extra: object) -> httpx.Response:
         return await self.gateway.post(
             "/chat", json={"message": message, **extra}, headers={"X-API-Key": DEMO_API_KEY}
@@ -92,8 +98,8 @@ def chat_settings() -> ChatSettings:
 
 
 @pytest.fixture
-def gateway_settings() -> GatewaySettings:
-    return GatewaySettings()
+def gateway_settings(redis_url: str) -> GatewaySettings:
+    return GatewaySettings(redis_url=redis_url)
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
-"""Pure logic: the assistant and the rate limiter."""
+"""Pure logic: the assistant, API keys, outcomes, rate-limit headers."""
 
 import pytest
+from limits import RateLimitItemPerMinute
 
 from services.chat.assistant import (
     compose_reply,
@@ -9,7 +10,9 @@ from services.chat.assistant import (
     thinking_delay_seconds,
 )
 from services.common.problems import ProblemError
-from services.gateway.security import RateLimiter, client_for_key
+from services.gateway.metrics import chat_outcome
+from services.gateway.rate_limit import Quota
+from services.gateway.security import client_for_key
 
 
 def test_replies_are_deterministic_and_keyed_by_normalised_text() -> None:
@@ -39,17 +42,26 @@ def test_api_keys_map_to_client_ids() -> None:
         assert rejected.value.status == 401
 
 
-def test_rate_limiter_refills_smoothly_per_client() -> None:
-    now = [0.0]
-    limiter = RateLimiter(per_minute=2, clock=lambda: now[0])
-    limiter.check("alice")
-    limiter.check("alice")
-    with pytest.raises(ProblemError) as rejected:
-        limiter.check("alice")
-    assert rejected.value.status == 429
-    assert rejected.value.headers["Retry-After"] == "30"
-    limiter.check("bob")  # another client has its own bucket
-    now[0] = 30.0  # half a minute: one token back
-    limiter.check("alice")
-    with pytest.raises(ProblemError, match="per minute"):
-        limiter.check("alice")
+def test_every_status_has_an_outcome() -> None:
+    expected = {
+        200: "ok",
+        400: "invalid",
+        401: "unauthenticated",
+        404: "not_found",
+        405: "rejected",
+        413: "too_large",
+        422: "invalid",
+        429: "rate_limited",
+        500: "error",
+        502: "error",
+        504: "error",
+    }
+    assert {status: chat_outcome(status) for status in expected} == expected
+
+
+def test_quota_headers_follow_the_ietf_draft() -> None:
+    quota = Quota("per-client", RateLimitItemPerMinute(600), remaining=598, reset_seconds=7)
+    assert quota.headers() == {
+        "RateLimit-Policy": '"per-client";q=600;w=60',
+        "RateLimit": '"per-client";r=598;t=7',
+    }

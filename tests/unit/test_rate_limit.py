@@ -7,8 +7,8 @@ from tests.unit.conftest import Chain
 
 
 @pytest.fixture
-def gateway_settings() -> GatewaySettings:
-    return GatewaySettings(rate_limit_per_minute=3)
+def gateway_settings(redis_url: str) -> GatewaySettings:
+    return GatewaySettings(redis_url=redis_url, rate_limit_per_minute=3)
 
 
 async def test_over_the_rate_limit_is_429_with_retry_after(chain: Chain) -> None:

@@ -1,0 +1,99 @@
+"""What the gateway, the one service the outside world reaches, takes from a request.
+
+- ``baggage``: never. A client could otherwise put any ``client.id`` (or
+  anything else) onto every span of every service. The header is dropped before
+  FastAPI's telemetry reads it; the gateway sets ``client.id`` itself, after
+  authentication.
+- ``traceparent`` / ``tracestate``: a policy (``GATEWAY_TRUST_INCOMING_TRACE_CONTEXT``).
+  Trusted, the client's trace continues (a browser or a load generator starts
+  the trace). Untrusted, the headers are dropped too, the gateway starts a new
+  trace, and its server span links to the client's context: the OpenTelemetry
+  specification's pattern for public endpoints.
+
+And what every response carries: ``nosniff`` and ``no-store`` (API responses
+are per caller and never to be cached or sniffed), and once the caller is known
+its rate-limit quota. The server banner is switched off in uvicorn's settings
+(``services/gateway/uvicorn.env``).
+"""
+
+from typing import ClassVar
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanContext
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_BAGGAGE = b"baggage"
+_TRACE_CONTEXT = frozenset({b"traceparent", b"tracestate"})
+# Where IncomingTraceContext leaves an untrusted client context for LinkClientContext.
+_CLIENT_CONTEXT = "gateway.client_trace_context"
+_TRACE_CONTEXT_FORMAT = TraceContextTextMapPropagator()
+
+
+class IncomingTraceContext:
+    """Edge middleware (outside FastAPI's telemetry): drop what is not trusted."""
+
+    def __init__(self, app: ASGIApp, *, trust_traceparent: bool) -> None:
+        self.app = app
+        self.dropped = {_BAGGAGE} if trust_traceparent else {_BAGGAGE, *_TRACE_CONTEXT}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers: list[tuple[bytes, bytes]] = scope["headers"]
+            if any(name in self.dropped for name, _ in headers):
+                untrusted = {
+                    name.decode(): value.decode("latin-1")
+                    for name, value in headers
+                    if name in self.dropped and name in _TRACE_CONTEXT
+                }
+                scope["headers"] = [(n, v) for n, v in headers if n not in self.dropped]
+                if untrusted:
+                    client = trace.get_current_span(_TRACE_CONTEXT_FORMAT.extract(untrusted))
+                    if client.get_span_context().is_valid:
+                        scope[_CLIENT_CONTEXT] = client.get_span_context()
+        await self.app(scope, receive, send)
+
+
+class LinkClientContext:
+    """Inside the server span: link it to the untrusted client context, if any."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client_context: SpanContext | None = scope.get(_CLIENT_CONTEXT)
+        if client_context is not None:
+            trace.get_current_span().add_link(
+                client_context, {"link.reason": "client trace context, not trusted"}
+            )
+        await self.app(scope, receive, send)
+
+
+# Headers a route asks the edge to add to its response, whatever the response
+# turns out to be (an error included): request.state.<this>.
+RESPONSE_HEADERS_STATE = "response_headers"
+
+
+class ResponseHeaders:
+    """Headers every API response of the public edge carries."""
+
+    HEADERS: ClassVar = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                added = scope.get("state", {}).get(RESPONSE_HEADERS_STATE, {})
+                for name, value in (self.HEADERS | added).items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

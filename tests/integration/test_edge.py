@@ -1,0 +1,430 @@
+"""The gateway as the trust boundary, on real processes: what a public client may
+send (trace context, baggage, bodies, headers), see (only its own sessions) and
+spend (rate limits shared by every worker, key guessing throttled)."""
+
+import json
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from threading import Thread
+
+import httpx
+import pytest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from redis import Redis
+
+from devstack.processes import free_port, wait_until
+from tests.integration.conftest import FAST_EXPORT, Stack, service_process
+from tests.support.otlp import ReceivedSpan
+
+# Three callers of the edge gateway, each with a rate limit of its own.
+KEYS = {"key-alice": "alice", "key-bob": "bob", "key-counted": "counted"}
+ALICE = {"X-API-Key": "key-alice"}
+BOB = {"X-API-Key": "key-bob"}
+PER_MINUTE = 12
+AUTH_FAILURES = 5
+SPOOFED = "client.id=someone-else,spoofed=yes"
+CLIENT_TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+@dataclass(frozen=True)
+class Gateway:
+    url: str
+    log: Path
+
+
+def _gateway_env(stack: Stack, redis_url: str, **settings: str) -> dict[str, str]:
+    return {
+        **FAST_EXPORT,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": stack.receiver.endpoint,
+        "GATEWAY_CHAT_URL": stack.url("chat"),
+        "GATEWAY_REDIS_URL": redis_url,
+        "GATEWAY_API_KEYS": json.dumps(KEYS),
+        "GATEWAY_RATE_LIMIT_PER_MINUTE": str(PER_MINUTE),
+        "GATEWAY_AUTH_FAILURES_PER_MINUTE": str(AUTH_FAILURES),
+        **settings,
+    }
+
+
+@pytest.fixture(scope="module")
+def gateway(stack: Stack, redis_url: str, log_dir: Path) -> Iterator[Gateway]:
+    """A gateway with two worker processes (so limits must be shared to hold)."""
+    port = free_port()
+    env = _gateway_env(stack, redis_url)
+    with service_process("gateway", port, log_dir, env, ("--workers", "2")):
+        yield Gateway(f"http://127.0.0.1:{port}", log_dir / f"gateway-{port}.log")
+
+
+def _post_chat(url: str, message: str, headers: dict[str, str], **body: str) -> httpx.Response:
+    return httpx.post(f"{url}/chat", json={"message": message, **body}, headers=headers, timeout=10)
+
+
+def _trace(stack: Stack, trace_id: str, services: set[str]) -> list[ReceivedSpan]:
+    def probe() -> list[ReceivedSpan] | None:
+        spans = stack.receiver.spans_of(trace_id)
+        servers = {s.service for s in spans if s.span.kind == Span.SPAN_KIND_SERVER}
+        return spans if servers >= services else None
+
+    return wait_until(probe, timeout=15, what=f"spans of {services} in trace {trace_id}")
+
+
+# --- Incoming trace context -----------------------------------------------------------
+
+
+def test_client_baggage_never_reaches_any_signal(stack: Stack, gateway: Gateway) -> None:
+    spoofing = {**ALICE, "baggage": SPOOFED}
+    accepted = _post_chat(gateway.url, f"hello {uuid.uuid4()}", spoofing)
+    refused = _post_chat(gateway.url, "hello", {"X-API-Key": "wrong", "baggage": SPOOFED})
+    assert (accepted.status_code, refused.status_code) == (200, 401)
+
+    spans = _trace(stack, accepted.json()["trace_id"], {"gateway", "chat", "cache"})
+    _trace(stack, refused.headers["x-trace-id"], {"gateway"})
+    # The gateway's own client.id, set after authentication, is what travels.
+    assert {s.attributes.get("client.id") for s in spans if s.service != "gateway"} == {"alice"}
+
+    # Once the metrics that count both requests have been exported, nothing any
+    # service sent anywhere holds the spoofed entries.
+    def both_counted() -> bool | None:
+        ok = stack.receiver.counter("gateway", "chat.requests", **{"chat.outcome": "ok"})
+        refused = stack.receiver.counter(
+            "gateway", "chat.requests", **{"chat.outcome": "unauthenticated"}
+        )
+        return (ok >= 1 and refused >= 1) or None
+
+    wait_until(both_counted, timeout=15, what="chat.requests exported")
+    everything = stack.receiver.everything()
+    assert "alice" in everything  # the haystack is real
+    assert "someone-else" not in everything
+    assert "spoofed" not in everything
+
+
+def test_a_trusted_traceparent_is_continued(stack: Stack, gateway: Gateway) -> None:
+    response = _post_chat(
+        gateway.url, f"hello {uuid.uuid4()}", {**ALICE, "traceparent": CLIENT_TRACEPARENT}
+    )
+    assert response.json()["trace_id"] == CLIENT_TRACEPARENT.split("-")[1]
+    spans = _trace(stack, response.json()["trace_id"], {"gateway"})
+    server = next(
+        s for s in spans if s.service == "gateway" and s.span.kind == Span.SPAN_KIND_SERVER
+    )
+    assert server.parent_span_id == CLIENT_TRACEPARENT.split("-")[2]
+
+
+def test_an_untrusted_traceparent_starts_a_new_trace_linked_to_it(
+    stack: Stack, redis_url: str, log_dir: Path
+) -> None:
+    port = free_port()
+    env = _gateway_env(stack, redis_url, GATEWAY_TRUST_INCOMING_TRACE_CONTEXT="false")
+    with service_process("gateway", port, log_dir, env):
+        headers = {**ALICE, "traceparent": CLIENT_TRACEPARENT, "baggage": SPOOFED}
+        response = _post_chat(f"http://127.0.0.1:{port}", f"hi {uuid.uuid4()}", headers)
+    assert response.status_code == 200
+    client_trace_id, client_span_id = CLIENT_TRACEPARENT.split("-")[1:3]
+    trace_id = response.json()["trace_id"]
+    assert trace_id != client_trace_id
+    spans = _trace(stack, trace_id, {"gateway", "chat", "cache"})
+    server = next(
+        s for s in spans if s.service == "gateway" and s.span.kind == Span.SPAN_KIND_SERVER
+    )
+    assert server.parent_span_id == ""  # a root: the client's context is not its parent
+    assert [(link.trace_id.hex(), link.span_id.hex()) for link in server.span.links] == [
+        (client_trace_id, client_span_id)
+    ]
+
+
+# --- Sessions belong to their client ---------------------------------------------------
+
+
+def test_another_clients_session_is_not_found_and_untouched(
+    gateway: Gateway, redis_url: str
+) -> None:
+    started = _post_chat(gateway.url, f"hello {uuid.uuid4()}", ALICE)
+    session_id = started.json()["session_id"]
+    unknown = uuid.uuid4().hex
+
+    def history(session: str, headers: dict[str, str]) -> httpx.Response:
+        return httpx.get(f"{gateway.url}/chat/{session}/history", headers=headers, timeout=10)
+
+    # Bob gets exactly what he would get for a session that never existed.
+    for attempt in (
+        history(session_id, BOB),
+        _post_chat(gateway.url, "hi", BOB, session_id=session_id),
+    ):
+        assert attempt.status_code == 404
+        assert attempt.json()["detail"] == f"Unknown session '{session_id}'."
+    assert history(unknown, BOB).json()["detail"] == f"Unknown session '{unknown}'."
+
+    turns = history(session_id, ALICE).json()["turns"]
+    assert len(turns) == 1  # Bob's message was not added
+    with Redis.from_url(redis_url) as client:
+        assert not client.keys(f"*bob*{session_id}*")
+
+
+# --- Every response is well-formed -----------------------------------------------------
+
+
+def test_oversized_bodies_are_413_problems_before_parsing(gateway: Gateway) -> None:
+    big = {"message": "x" * 20_000}
+    declared = httpx.post(f"{gateway.url}/chat", json=big, headers=ALICE, timeout=10)
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit counts as it reads
+        yield b'{"message": "'
+        for _ in range(20):
+            yield b"x" * 1000
+        yield b'"}'
+
+    streamed = httpx.post(
+        f"{gateway.url}/chat",
+        content=chunks(),
+        headers={**ALICE, "Content-Type": "application/json"},
+        timeout=10,
+    )
+    for response in (declared, streamed):
+        assert response.status_code == 413
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["detail"] == "The request body is larger than 16384 bytes."
+        assert response.headers["x-trace-id"]
+
+
+def test_oversized_headers_are_refused_by_the_server(gateway: Gateway) -> None:
+    host, port = gateway.url.removeprefix("http://").split(":")
+    head = f"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {'a' * 1_000_000}\r\n\r\n"
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        with suppress(BrokenPipeError, ConnectionResetError):  # closed mid-send: refused too
+            sock.sendall(head.encode())
+        answer = sock.recv(100)
+    assert answer.startswith(b"HTTP/1.1 400") or answer == b""
+
+
+def test_api_responses_carry_security_headers_and_no_server_banner(gateway: Gateway) -> None:
+    for response in (
+        _post_chat(gateway.url, "hello", ALICE),
+        _post_chat(gateway.url, "hello", {}),
+        httpx.get(f"{gateway.url}/healthz", timeout=5),
+    ):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["cache-control"] == "no-store"
+        assert "server" not in response.headers
+
+
+def test_slow_clients_are_bounded_by_the_concurrency_limit(
+    stack: Stack, redis_url: str, log_dir: Path
+) -> None:
+    port = free_port()
+    env = _gateway_env(stack, redis_url, UVICORN_LIMIT_CONCURRENCY="3")
+    with service_process("gateway", port, log_dir, env):
+        url = f"http://127.0.0.1:{port}/healthz"
+        # Three clients that start a request and never finish it.
+        slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        try:
+            for sock in slow:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            assert wait_until(
+                lambda: httpx.get(url, timeout=5).status_code == 503 or None,
+                timeout=10,
+                what="503 while slow clients hold every slot",
+            )
+        finally:
+            for sock in slow:
+                sock.close()
+        wait_until(
+            lambda: httpx.get(url, timeout=5).status_code == 200 or None,
+            timeout=10,
+            what="200 again",
+        )
+
+
+@pytest.fixture
+def broken_chat() -> Iterator[str]:
+    """A 'chat service' that answers 200 with a body the gateway cannot use."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        do_POST = do_GET  # noqa: N815
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_500_keeps_its_headers_and_logs_one_linked_error(
+    stack: Stack, redis_url: str, log_dir: Path, broken_chat: str
+) -> None:
+    port = free_port()
+    env = _gateway_env(stack, redis_url, GATEWAY_CHAT_URL=broken_chat)
+    origin = "http://localhost:3000"  # allowed by the default CORS settings
+    with service_process("gateway", port, log_dir, env):
+        response = _post_chat(f"http://127.0.0.1:{port}", "hello", {**ALICE, "Origin": origin})
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["detail"] == "An unexpected error occurred."
+    assert "Traceback" not in response.text
+    trace_id = response.headers["x-trace-id"]
+    assert response.headers["traceresponse"].split("-")[1] == trace_id
+    assert response.headers["access-control-allow-origin"] == origin
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+    # Exactly one ERROR record, with the exception, in the trace; and one on stdout.
+    errors = [
+        log
+        for log in stack.receiver.logs_of(trace_id)
+        if log.record.severity_text == "ERROR" or log.record.severity_number >= 17
+    ]
+    assert len(errors) == 1, errors
+    record_attributes = {kv.key for kv in errors[0].record.attributes}
+    assert "exception.type" in record_attributes
+    stdout = (log_dir / f"gateway-{port}.log").read_text()
+    error_lines = [json.loads(line) for line in stdout.splitlines() if '"level": "ERROR"' in line]
+    assert [line["trace_id"] for line in error_lines] == [trace_id]
+    assert "Traceback" in error_lines[0]["exception"]
+    assert stdout.count("Traceback") == 1  # no second, unlinked one from the server
+
+
+# --- Rate limits -----------------------------------------------------------------------
+
+
+def test_the_rate_limit_is_shared_by_every_worker(stack: Stack, gateway: Gateway) -> None:
+    counted = {"X-API-Key": "key-counted"}
+    unknown = uuid.uuid4().hex
+
+    def attempt(_: int) -> httpx.Response:
+        # A new connection each time, so both workers take requests.
+        return httpx.get(f"{gateway.url}/chat/{unknown}/history", headers=counted, timeout=10)
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        responses = list(pool.map(attempt, range(3 * PER_MINUTE)))
+    allowed = [r for r in responses if r.status_code == 404]
+    limited = [r for r in responses if r.status_code == 429]
+    assert len(allowed) + len(limited) == len(responses)
+    # Per-worker limits would allow up to twice as many. (+1: a window boundary
+    # crossed mid-test may free one slot.)
+    assert PER_MINUTE <= len(allowed) <= PER_MINUTE + 1
+
+    first = allowed[0]
+    assert first.headers["ratelimit-policy"] == f'"per-client";q={PER_MINUTE};w=60'
+    assert first.headers["ratelimit"].startswith('"per-client";r=')
+    refusal = limited[0]
+    assert refusal.headers["content-type"] == "application/problem+json"
+    assert refusal.headers["ratelimit"].startswith('"per-client";r=0;t=')
+    assert int(refusal.headers["retry-after"]) >= 1
+
+    # Both worker processes served them, and their Redis calls are spans too.
+    def instances() -> set[object] | None:
+        spans = [
+            s
+            for s in stack.receiver.spans
+            if s.service == "gateway" and s.attributes.get("client.id") == "counted"
+        ]
+        found = {s.resource["service.instance.id"] for s in spans}
+        return found if len(found) >= 2 else None
+
+    wait_until(instances, timeout=15, what="spans from both gateway workers")
+    trace_id = allowed[0].headers["x-trace-id"]
+    spans = _trace(stack, trace_id, {"gateway"})
+    assert any(
+        s.service == "gateway" and s.attributes.get("db.system.name") == "redis" for s in spans
+    )
+
+
+def test_guessing_keys_turns_into_429_for_that_address_only(gateway: Gateway) -> None:
+    # Another loopback address: the guesser's lockout must not touch other callers.
+    guesser = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=10)
+    with guesser:
+        statuses = [
+            guesser.post(
+                f"{gateway.url}/chat", json={"message": "hi"}, headers={"X-API-Key": f"guess-{i}"}
+            ).status_code
+            for i in range(AUTH_FAILURES + 3)
+        ]
+        # Locked out: even the right key is refused for now.
+        right_key = guesser.post(f"{gateway.url}/chat", json={"message": "hi"}, headers=BOB)
+    assert statuses[:AUTH_FAILURES] == [401] * AUTH_FAILURES
+    assert set(statuses[AUTH_FAILURES:]) == {429}
+    assert right_key.status_code == 429
+    assert "failed authentications" in right_key.json()["detail"]
+    assert int(right_key.headers["retry-after"]) >= 1
+    assert _post_chat(gateway.url, "hello", BOB).status_code == 200  # from 127.0.0.1
+
+
+def test_without_redis_the_gateway_fails_open_and_says_so(stack: Stack, log_dir: Path) -> None:
+    port = free_port()
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    env = _gateway_env(stack, nowhere)
+    with service_process("gateway", port, log_dir, env):
+        statuses = [
+            _post_chat(f"http://127.0.0.1:{port}", "hello", ALICE).status_code
+            for _ in range(PER_MINUTE + 2)  # past the limit: nothing counts them
+        ]
+        assert statuses == [200] * (PER_MINUTE + 2)
+        wait_until(
+            lambda: (
+                stack.receiver.counter("gateway", "gateway.rate_limit.bypassed") >= PER_MINUTE + 2
+                or None
+            ),
+            timeout=15,
+            what="gateway.rate_limit.bypassed exported",
+        )
+    stdout = (log_dir / f"gateway-{port}.log").read_text()
+    warnings = [line for line in stdout.splitlines() if "rate-limit store unreachable" in line]
+    assert len(warnings) == 1 and '"level": "WARNING"' in warnings[0]
+
+
+# --- Metrics count every outcome -------------------------------------------------------
+
+
+def test_chat_requests_count_every_outcome(stack: Stack, gateway: Gateway) -> None:
+    def count(outcome: str) -> float:
+        return stack.receiver.counter("gateway", "chat.requests", **{"chat.outcome": outcome})
+
+    sends: dict[str, Callable[[], httpx.Response]] = {
+        "ok": lambda: _post_chat(gateway.url, "hello", ALICE),
+        "unauthenticated": lambda: _post_chat(gateway.url, "hello", {}),
+        "invalid": lambda: _post_chat(gateway.url, "", ALICE),
+        "too_large": lambda: _post_chat(gateway.url, "x" * 20_000, ALICE),
+        "not_found": lambda: _post_chat(gateway.url, "hi", ALICE, session_id=uuid.uuid4().hex),
+    }
+    before = {outcome: count(outcome) for outcome in sends}
+    for send in sends.values():
+        send()
+    wait_until(
+        lambda: all(count(outcome) == before[outcome] + 1 for outcome in sends) or None,
+        timeout=15,
+        what="one more chat.requests per outcome",
+    )
+
+
+def test_api_keys_can_come_from_a_file_and_are_never_logged(
+    stack: Stack, redis_url: str, log_dir: Path, tmp_path: Path
+) -> None:
+    keys_file = tmp_path / "api-keys.json"
+    keys_file.write_text(json.dumps({"file-key-5b1e": "from-file"}))
+    port = free_port()
+    env = _gateway_env(stack, redis_url, GATEWAY_API_KEYS_FILE=str(keys_file))
+    env["GATEWAY_LOG_LEVEL"] = "DEBUG"
+    with service_process("gateway", port, log_dir, env):
+        url = f"http://127.0.0.1:{port}"
+        assert _post_chat(url, "hello", {"X-API-Key": "file-key-5b1e"}).status_code == 200
+        assert _post_chat(url, "hello", ALICE).status_code == 401  # the file replaced the env
+        trace_id = _post_chat(url, "hello", {"X-API-Key": "file-key-5b1e"}).json()["trace_id"]
+        _trace(stack, trace_id, {"gateway", "chat"})
+    assert "file-key-5b1e" not in (log_dir / f"gateway-{port}.log").read_text()
+    assert "file-key-5b1e" not in stack.receiver.everything()
+    assert "from-file" in stack.receiver.everything()
