@@ -44,23 +44,36 @@ def service_process(
         yield
 
 
-@pytest.fixture(scope="module")
-def stack(redis_url: str, log_dir: Path) -> Iterator[Stack]:
+@contextmanager
+def chain(
+    receiver: OtlpReceiver, redis_url: str, log_dir: Path, env: dict[str, str] | None = None
+) -> Iterator[Stack]:
+    """gateway -> chat -> cache -> Redis as uvicorn processes, exporting to ``receiver``;
+    ``env`` adds to or overrides their environment."""
     ports = {service: free_port() for service in ("gateway", "chat", "cache")}
-    with otlp_receiver() as receiver, ExitStack() as processes:
-        env = {
-            **FAST_EXPORT,
-            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-            "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=test",
-            "CACHE_REDIS_URL": redis_url,
-            "GATEWAY_REDIS_URL": redis_url,
-            "CHAT_CACHE_URL": f"http://127.0.0.1:{ports['cache']}",
-            "CHAT_THINKING_BASE_MS": "300",
-            "GATEWAY_CHAT_URL": f"http://127.0.0.1:{ports['chat']}",
-        }
+    service_env = {
+        **FAST_EXPORT,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=test",
+        "CACHE_REDIS_URL": redis_url,
+        "GATEWAY_REDIS_URL": redis_url,
+        "CHAT_CACHE_URL": f"http://127.0.0.1:{ports['cache']}",
+        "CHAT_THINKING_BASE_MS": "300",
+        "GATEWAY_CHAT_URL": f"http://127.0.0.1:{ports['chat']}",
+        **(env or {}),
+    }
+    with ExitStack() as processes:
         # Two cache workers: telemetry must survive uvicorn's worker processes.
         cache_args = ("--workers", "2")
-        processes.enter_context(service_process("cache", ports["cache"], log_dir, env, cache_args))
+        processes.enter_context(
+            service_process("cache", ports["cache"], log_dir, service_env, cache_args)
+        )
         for service in ("chat", "gateway"):
-            processes.enter_context(service_process(service, ports[service], log_dir, env))
+            processes.enter_context(service_process(service, ports[service], log_dir, service_env))
         yield Stack(receiver=receiver, ports=ports)
+
+
+@pytest.fixture(scope="module")
+def stack(redis_url: str, log_dir: Path) -> Iterator[Stack]:
+    with otlp_receiver() as receiver, chain(receiver, redis_url, log_dir) as running:
+        yield running

@@ -68,8 +68,10 @@ class Chain:
     def all_spans(self) -> list[tuple[str, ReadableSpan]]:
         return [(service, span) for service in SERVICES for span in self.spans(service)]
 
-    def logs(self) -> list[ReadableLogRecord]:
-        return [log for t in self.telemetry.values() for log in t.logs.get_finished_logs()]
+    def logs(self, service: str | None = None) -> list[ReadableLogRecord]:
+        """What ``service`` exported (every service's, without one)."""
+        services = [service] if service else SERVICES
+        return [log for s in services for log in self.telemetry[s].logs.get_finished_logs()]
 
     def metric_points(self, service: str) -> dict[str, list[Any]]:
         """Metric name -> its data points, as the service's reader sees them now."""

@@ -55,6 +55,25 @@ async def test_histograms_carry_exemplars_that_point_at_traces(chain: Chain) -> 
     assert chat_route and dict(chat_route[0].attributes)["http.response.status_code"] == 200
 
 
+async def test_each_service_exports_only_its_own_log_records(chain: Chain) -> None:
+    """Three apps share this process and its root logger; each exports what its
+    own code logged, as it would in a process of its own."""
+    await chain.chat("hello")
+    own = {
+        "gateway": "chat request from client demo-client answered",
+        "chat": "replied in session",
+        "cache": None,
+    }
+    for service in own:
+        bodies = [str(log.log_record.body) for log in chain.logs(service)]
+        assert f"{service} service started" in bodies
+        for other, message in own.items():
+            if message is None:
+                continue
+            logged = any(body.startswith(message) for body in bodies)
+            assert logged is (other == service), (service, message)
+
+
 async def test_log_records_carry_the_request_trace_id(chain: Chain) -> None:
     response = await chain.chat("hello")
     trace_id = response.json()["trace_id"]
