@@ -22,16 +22,19 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI
 from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.errors import StorageError
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.metrics import Counter
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from services.common.problems import ProblemError
 from services.gateway.settings import GatewaySettings
@@ -151,8 +154,14 @@ class RateLimitStore:
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
         )
-        client: Redis = storage.bridge.storage  # type: ignore[attr-defined] # limits' own client
+        bridge: Any = storage.bridge  # limits' redis-py side (its attributes are untyped)
+        client: Redis = bridge.storage
         telemetry.instrument_redis(client)  # its commands are spans too
+        # Load the Lua scripts now: otherwise the first request after a start finds
+        # none (NOSCRIPT), and its trace shows a failed EVALSHA before the retry.
+        with suppress(RedisError), suppress_instrumentation():
+            for script in (bridge.SCRIPT_SLIDING_WINDOW, bridge.SCRIPT_ACQUIRE_SLIDING_WINDOW):
+                await client.script_load(script)
         app.state.rate_limits = RateLimits(
             storage,
             per_client=RateLimitItemPerMinute(self.settings.rate_limit_per_minute),

@@ -33,7 +33,12 @@ SERIES = [
     "otelcol_exporter_sent_spans_total",
     *(f'otel_sdk_exporter_span_exported_total{{service_name="{s}"}}' for s in SERVICES),
 ]
-SERVICE_GRAPH_EDGES = [("gateway", "chat"), ("chat", "cache"), ("cache", "redis")]
+SERVICE_GRAPH_EDGES = [
+    ("gateway", "chat"),
+    ("chat", "cache"),
+    ("cache", "redis"),
+    ("gateway", "redis"),  # the gateway's rate limits
+]
 
 
 def _has_data(backends: Backends, query: str, timeout: float = 60) -> list[dict[str, Any]]:
