@@ -6,7 +6,7 @@
 # Checks, in order:
 #   compose      docker-compose.yml loads as Compose would load it, every image pinned
 #                (.tools/bin/composecheck, compose-go)
-#   pins         .env pins (each citing its release) vs. the native toolchain, Compose ↔
+#   stack        .env pins (each citing its release) vs. the native toolchain, Compose ↔
 #                Collector environment, Tempo 3 / Loki 3.7 config lint (Loki's index
 #                labels), the Docker Engine/Compose version gate of `make up`, one `up`
 #                command line in code and docs, stop grace periods, Grafana's bundled
@@ -92,7 +92,7 @@ else
   missing compose "$COMPOSECHECK" "scripts/tools.sh composecheck"
 fi
 
-check pins "${PY[@]}" scripts/check_stack.py
+check stack "${PY[@]}" scripts/check_stack.py
 
 if [[ -x scripts/check_collector.sh ]]; then
   check collector scripts/check_collector.sh
