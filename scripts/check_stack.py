@@ -42,6 +42,9 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+GRAFANA = REPO / "deploy" / "grafana"
+DATASOURCES = GRAFANA / "provisioning" / "datasources" / "datasources.yaml"
+STACK_SH = REPO / "scripts" / "stack.sh"
 problems: list[str] = []
 
 
@@ -228,6 +231,10 @@ def check_tempo() -> None:
             fail(where, f"OTLP {name} receiver endpoint {endpoint!r}: bind 0.0.0.0 in a container")
 
 
+# Resource attributes that differ per process: never Loki index labels.
+PER_PROCESS_ATTRIBUTES = {"service.instance.id", "process.pid"}
+
+
 def check_loki() -> None:
     path = REPO / "deploy" / "loki" / "loki.yaml"
     config = load_yaml(path)
@@ -276,7 +283,6 @@ def check_loki() -> None:
             fail(query_where, f"selects Loki streams by {label}, which {where} does not index")
 
 
-STACK_SH = REPO / "scripts" / "stack.sh"
 # Compose file features → (Docker Engine, its API version, Docker Compose) they need.
 # start_interval: moby 25.0 (API 1.44) added it; Compose passes it on since v2.24.1
 # (docker/compose#11360); an older engine refuses it only after building every image.
@@ -413,7 +419,10 @@ def check_grafana_service() -> None:
             "rewrite unloads the data source plugins",
         )
     for volume in service.get("volumes") or []:
-        target = str(volume.get("target") if isinstance(volume, dict) else volume.split(":")[1])
+        parts = [] if isinstance(volume, dict) else str(volume).split(":")
+        target = (
+            str(volume.get("target")) if isinstance(volume, dict) else parts[min(1, len(parts) - 1)]
+        )
         if target.rstrip("/") in {"/usr/share/grafana", "/usr/share/grafana/data"} or (
             "plugins" in target
         ):
@@ -436,12 +445,6 @@ def check_grafana_service() -> None:
                 f"data source {source.get('uid')}: type {source.get('type')!r} is not one "
                 f"that Grafana's image bundles ({', '.join(sorted(GRAFANA_BUNDLED_TYPES))})",
             )
-
-
-# Resource attributes that differ per process: never Loki index labels.
-PER_PROCESS_ATTRIBUTES = {"service.instance.id", "process.pid"}
-GRAFANA = REPO / "deploy" / "grafana"
-DATASOURCES = GRAFANA / "provisioning" / "datasources" / "datasources.yaml"
 
 
 def grafana_datasources() -> list[dict[str, Any]]:
