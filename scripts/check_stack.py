@@ -419,10 +419,10 @@ def check_grafana_service() -> None:
             "rewrite unloads the data source plugins",
         )
     for volume in service.get("volumes") or []:
-        parts = [] if isinstance(volume, dict) else str(volume).split(":")
-        target = (
-            str(volume.get("target")) if isinstance(volume, dict) else parts[min(1, len(parts) - 1)]
-        )
+        if isinstance(volume, dict):
+            target = str(volume.get("target", ""))
+        else:  # SOURCE:TARGET[:MODE], or a bare TARGET
+            target = str(volume).split(":")[1] if ":" in str(volume) else str(volume)
         if target.rstrip("/") in {"/usr/share/grafana", "/usr/share/grafana/data"} or (
             "plugins" in target
         ):
