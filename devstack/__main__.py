@@ -34,9 +34,10 @@ def up(detach: bool) -> int:
         print(f"native stack failed to start: {exc!r}", file=sys.stderr)
         return 1
     print("native stack ready (logs in .run/logs/):")
-    for name, url in stack.urls().items():
-        print(f"  {name:<14} {url}")
+    for name, (url, note) in stack.urls().items():
+        print(f"  {name:<14} {url}" + (f"\n  {'':<14} {note}" if note else ""))
     print(
+        "  No Grafana natively (AGPL): `make trace` sends a request and prints its trace.\n"
         '  try: curl -s localhost:8000/chat -H "X-API-Key: demo-key" '
         "-H 'Content-Type: application/json' -d '{\"message\": \"hello\"}'"
     )

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from devstack.native import Ports
+from devstack.trace_id import full_trace_id
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,9 @@ class Backends:
 
     def trace(self, trace_id: str) -> list[dict[str, Any]]:
         """A trace from Jaeger as OTLP JSON resourceSpans ([] while unknown)."""
+        path = f"/api/v3/traces/{full_trace_id(trace_id)}"
         try:
-            body = self.get_json(self.ports.jaeger_query, f"/api/v3/traces/{trace_id}")
+            body = self.get_json(self.ports.jaeger_query, path)
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 return []
@@ -50,6 +52,10 @@ class Backends:
             self.ports.victoria_logs, "/select/logsql/query", query=logsql, limit=str(limit)
         )
         return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def trace_logs(self, trace_id: str) -> list[dict[str, Any]]:
+        """The log records of one trace; the store matches all 32 hex digits only."""
+        return self.logs(f'trace_id:"{full_trace_id(trace_id)}"')
 
     def scalar(self, query: str) -> float:
         """The value of a PromQL query with one result (0 without any)."""

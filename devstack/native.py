@@ -80,8 +80,9 @@ class Component:
     command: list[str]
     ready: Probe
     env: dict[str, str] = field(default_factory=dict)
-    # Shown once the stack is up.
+    # Shown once the stack is up, with what answers there (`make dev`'s list).
     url: str | None = None
+    url_note: str = ""
     # The first start of a Go binary from a cold disk cache can be slow.
     timeout: float = 60
 
@@ -191,6 +192,7 @@ def components(
             http_ok(f"{LOOPBACK}:{ports.jaeger_health}/status"),
             env=jaeger_env,
             url=f"{LOOPBACK}:{ports.jaeger_query}/api/services",
+            url_note="query API (/api/v3/traces/<id>); this build's web UI is a placeholder",
         ),
         Component(
             "victoria-logs",
@@ -202,6 +204,7 @@ def components(
             ],
             http_ok(f"{LOOPBACK}:{ports.victoria_logs}/health"),
             url=f"{LOOPBACK}:{ports.victoria_logs}/select/vmui/",
+            url_note='web UI (LogsQL, e.g. trace_id:"<32 hex digits>")',
         ),
         Component(
             "prometheus",
@@ -214,7 +217,8 @@ def components(
                 "--enable-feature=exemplar-storage",
             ],
             http_ok(f"{LOOPBACK}:{ports.prometheus}/-/ready"),
-            url=f"{LOOPBACK}:{ports.prometheus}/api/v1/alerts",
+            url=f"{LOOPBACK}:{ports.prometheus}/api/v1/query?query=up",
+            url_note="HTTP API only: this build has no web UI (its pages answer 500)",
         ),
         Component(
             "otel-collector",
@@ -326,8 +330,9 @@ class NativeStack:
         self.running.clear()
         self.state_file.unlink(missing_ok=True)
 
-    def urls(self) -> dict[str, str]:
-        return {c.name: c.url for c in components(self.ports, self.run_dir) if c.url}
+    def urls(self) -> dict[str, tuple[str, str]]:
+        """Name → (URL, what answers there) of everything a user can open."""
+        return {c.name: (c.url, c.url_note) for c in components(self.ports, self.run_dir) if c.url}
 
     def _save(self) -> None:
         state = {"ports": asdict(self.ports), "running": [asdict(r) for r in self.running]}

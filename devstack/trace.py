@@ -13,6 +13,7 @@ from typing import Any
 
 from devstack.otlp_json import StoredSpan, flatten
 from devstack.processes import wait_until
+from devstack.trace_id import full_trace_id
 
 SERVICES = {"gateway", "chat", "cache"}
 
@@ -65,7 +66,7 @@ def render(spans: list[StoredSpan]) -> str:
 
 def show_trace(gateway: str, api_key: str, trace_url_of: str, grafana: str | None) -> None:
     reply = send_chat(gateway, api_key)
-    trace_id = reply["trace_id"]
+    trace_id = full_trace_id(reply["trace_id"])
     print(f"reply: {reply['reply']!r} (cached: {reply['cached']})")
     url = trace_url_of.format(trace_id=trace_id)
 

@@ -6,8 +6,11 @@
 # Checks, in order:
 #   compose      docker-compose.yml loads as Compose would load it, every image pinned
 #                (.tools/bin/composecheck, compose-go)
-#   pins         .env pins vs. the native toolchain, Compose ↔ Collector environment,
-#                Tempo 3 / Loki 3.7 config lint (scripts/check_stack.py)
+#   stack        .env pins (each citing its release) vs. the native toolchain, Compose ↔
+#                Collector environment, Tempo 3 / Loki 3.7 config lint (Loki's index
+#                labels), the Docker Engine/Compose version gate of `make up`, one `up`
+#                command line in code and docs, stop grace periods, Grafana's bundled
+#                plugins, trace id filters in Loki queries (scripts/check_stack.py)
 #   collector    otel-collector/config.yaml validated by the built Collector
 #                (scripts/check_collector.sh), then once more with exactly the
 #                environment docker-compose.yml gives the otel-collector service
@@ -89,7 +92,7 @@ else
   missing compose "$COMPOSECHECK" "scripts/tools.sh composecheck"
 fi
 
-check pins "${PY[@]}" scripts/check_stack.py
+check stack "${PY[@]}" scripts/check_stack.py
 
 if [[ -x scripts/check_collector.sh ]]; then
   check collector scripts/check_collector.sh

@@ -662,7 +662,8 @@ def collector() -> Json:
 def logs() -> Json:
     b = Board()
     # trace_id is structured metadata (not a label): a filter after the stream selector.
-    selector = '{service_name=~"$service"} | trace_id=~"$trace_id"'
+    # `0*`: an id copied from Tempo's search lacks its leading zeros (check_stack.py).
+    selector = '{service_name=~"$service"} | trace_id=~"0*$trace_id"'
 
     b.text(
         "Logs of the services, shipped over OTLP. `trace_id` and `span_id` are structured metadata: "

@@ -11,7 +11,7 @@ def test_log_records_carry_trace_ids_and_service_names(
     for trace_id in traffic.trace_ids:
 
         def both_services(t: str = trace_id) -> set[str] | None:
-            records = backends.logs(f'trace_id:"{t}"')
+            records = backends.trace_logs(t)
             services = {str(record.get("service.name")) for record in records}
             return services if services >= {"gateway", "chat"} else None
 
@@ -20,7 +20,7 @@ def test_log_records_carry_trace_ids_and_service_names(
 
 def test_log_records_carry_the_resource(backends: Backends, traffic: Traffic) -> None:
     records = wait_until(
-        lambda: backends.logs(f'trace_id:"{traffic.trace_ids[0]}"') or None,
+        lambda: backends.trace_logs(traffic.trace_ids[0]) or None,
         timeout=60,
         what="logs of the first request",
     )

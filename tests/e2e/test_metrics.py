@@ -10,6 +10,7 @@ import yaml
 from devstack.backends import Backends
 from devstack.native import REPO
 from devstack.processes import wait_until
+from devstack.trace_id import full_trace_id
 from scripts.check_grafana import substitute, walk_panels
 from tests.e2e.conftest import Traffic
 
@@ -72,7 +73,7 @@ def test_exemplars_lead_to_traces_in_jaeger(backends: Backends, traffic: Traffic
             end=str(now + 60),
         )
         ids = {
-            exemplar["labels"]["trace_id"]
+            full_trace_id(exemplar["labels"]["trace_id"])
             for series in body["data"]
             for exemplar in series["exemplars"]
             if "trace_id" in exemplar["labels"]

@@ -37,7 +37,7 @@ def test_no_secret_in_prometheus(backends: Backends, traffic: Traffic) -> None:
 
 def test_no_secret_in_the_log_store(backends: Backends, traffic: Traffic) -> None:
     wait_until(
-        lambda: backends.logs(f'trace_id:"{traffic.secret_trace_id}"') or None,
+        lambda: backends.trace_logs(traffic.secret_trace_id) or None,
         timeout=60,
         what="the secret request's logs",
     )

@@ -2,9 +2,12 @@
 
 from pathlib import Path
 
+import pytest
+
 from devstack.native import REPO, Ports, collector_environment, components
 from devstack.otlp_json import flatten
 from devstack.trace import render
+from devstack.trace_id import full_trace_id
 
 
 def test_native_env_file_matches_what_make_dev_sets() -> None:
@@ -41,3 +44,23 @@ def test_trace_tree_nests_children_in_start_order() -> None:
     assert names == ["root", "boom", "second"]
     assert tree.splitlines()[1].startswith("  boom") and tree.splitlines()[1].endswith("ERROR")
     assert "2.0 ms" in tree.splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    ("given", "full"),
+    [
+        # As Tempo's search returns it: leading zeros gone.
+        ("394a2e1c5d6f7a8b9c0d1e2f3a4b5c6", "0394a2e1c5d6f7a8b9c0d1e2f3a4b5c6"),
+        ("ab", "000000000000000000000000000000ab"),
+        ("4BF92F3577B34DA6A3CE929D0E0E4736", "4bf92f3577b34da6a3ce929d0e0e4736"),
+        (" 4bf92f3577b34da6a3ce929d0e0e4736\n", "4bf92f3577b34da6a3ce929d0e0e4736"),
+    ],
+)
+def test_full_trace_id_restores_32_hex_digits(given: str, full: str) -> None:
+    assert full_trace_id(given) == full
+
+
+@pytest.mark.parametrize("bad", ["", "xyz", "0" * 32, "0", "1" * 33, "4bf9-2f35", "0x4bf9"])
+def test_full_trace_id_rejects_what_is_no_trace_id(bad: str) -> None:
+    with pytest.raises(ValueError, match="trace id"):
+        full_trace_id(bad)
