@@ -130,9 +130,23 @@ def uvicorn_settings(service: str) -> dict[str, str]:
     return {name: value for name, value in pairs}
 
 
-def redis_command(port: int) -> list[str]:
-    """A redis-server on loopback that persists nothing (the demo's data is recomputable)."""
-    return ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+REDIS_CONFIG = REPO / "deploy/redis/redis.conf"  # the compose stack's, too
+
+
+def redis_command(port: int, data_dir: Path) -> list[str]:
+    """A redis-server on loopback with the stack's own configuration (append-only
+    file in ``data_dir``, bounded memory, only expiring keys evicted)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return [
+        "redis-server",
+        str(REDIS_CONFIG),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data_dir),
+    ]
 
 
 def service_components(ports: Ports, env: Mapping[str, str] | None = None) -> list[Component]:
@@ -183,7 +197,7 @@ def components(
     return [
         Component(
             "redis",
-            redis_command(ports.redis),
+            redis_command(ports.redis, data / "redis"),
             redis_ping(ports.redis),
         ),
         Component(

@@ -28,5 +28,6 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def redis_url(log_dir: Path) -> Iterator[str]:
     """A real redis-server on a free loopback port, for the whole test session."""
     port = free_port()
-    with running("redis", redis_command(port), ready=redis_ping(port), log_dir=log_dir):
+    command = redis_command(port, log_dir / "redis-data")
+    with running("redis", command, ready=redis_ping(port), log_dir=log_dir):
         yield f"redis://127.0.0.1:{port}/0"

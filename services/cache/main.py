@@ -1,7 +1,7 @@
 """The cache service: a small REST API over Redis."""
 
 from fastapi import FastAPI, Request
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.responses import Response
 
@@ -23,7 +23,11 @@ def create_app(settings: CacheSettings | None = None, wiring: Wiring = PRODUCTIO
 
 
 async def _redis_failed(request: Request, exc: Exception) -> Response:
-    """Redis down or slow: a 503/504 problem; the Redis span holds the cause."""
+    """Redis down, slow or full: a 503/504 problem; the Redis span holds the cause."""
     if isinstance(exc, RedisTimeoutError):
         return problem_for(request, DownstreamError(504, "Redis did not answer in time."))
+    if isinstance(exc, ResponseError) and str(exc).startswith("OOM"):
+        # maxmemory reached with nothing left to evict (see deploy/redis/redis.conf).
+        failure = DownstreamError(503, "Redis is full: the write was refused.")
+        return problem_for(request, failure)
     return problem_for(request, DownstreamError(503, "Redis is unavailable."))

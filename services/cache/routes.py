@@ -31,8 +31,10 @@ class PutValue(BaseModel):
     ttl_seconds: int | None = Field(default=None, ge=1, le=30 * 24 * 3600)
 
 
-class AppendValue(PutValue):
-    pass
+class AppendValue(BaseModel):
+    value: str = Field(max_length=MAX_VALUE_CHARS)
+    # None: the list never expires (and, having no TTL, is never evicted).
+    ttl_seconds: int | None = Field(default=None, ge=1, le=30 * 24 * 3600)
 
 
 class ListLength(BaseModel):
@@ -74,10 +76,9 @@ async def delete_value(key: Key, store: Store) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/lists/{key}", summary="Append to a list (keeps the newest items)")
+@router.post("/lists/{key}", summary="Append to a list (keeps the newest items); no TTL: kept")
 async def append(key: Key, body: AppendValue, store: Store, settings: Settings) -> ListLength:
-    ttl = body.ttl_seconds or settings.default_ttl_seconds
-    length = await store.append(key, body.value, ttl, settings.max_list_length)
+    length = await store.append(key, body.value, body.ttl_seconds, settings.max_list_length)
     return ListLength(key=key, length=length)
 
 

@@ -1,22 +1,29 @@
 """What the cache service keeps in Redis, and how.
 
-Values are strings under ``value:<key>``, lists under ``list:<key>``; hit and
-miss counts live in Redis too (hash ``stats``), so ``GET /stats`` is right
-however many workers or replicas serve it.
+Values are strings under ``value:<key>``, always with a TTL; lists under
+``list:<key>``, with a TTL only if the caller asks for one. Redis evicts only
+keys that have a TTL (``volatile-lru``, deploy/redis/redis.conf), so under
+memory pressure cached values go and lists (chat histories) stay; when nothing
+is left to evict, writes are refused rather than anything acknowledged lost.
+Hit and miss counts live in Redis too (hash ``stats``), so ``GET /stats`` is
+right however many workers or replicas serve it.
 """
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import cast
 
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from services.cache.settings import CacheSettings
 from services.common.redis import open_redis
 from services.telemetry import Telemetry
 
 _STATS = "stats"
+_log = logging.getLogger(__name__)
 
 
 class CacheStore:
@@ -27,7 +34,10 @@ class CacheStore:
 
     async def get(self, key: str) -> str | None:
         value = cast(str | None, await self._redis.get(f"value:{key}"))
-        await self._redis.hincrby(_STATS, "misses" if value is None else "hits", 1)
+        try:
+            await self._redis.hincrby(_STATS, "misses" if value is None else "hits", 1)
+        except ResponseError:  # a full Redis refuses it (OOM): the lookup still counts
+            _log.debug("stats not counted: Redis refused the write")
         return value
 
     async def put(self, key: str, value: str, ttl_seconds: int) -> None:
@@ -36,12 +46,16 @@ class CacheStore:
     async def delete(self, key: str) -> bool:
         return bool(await self._redis.delete(f"value:{key}"))
 
-    async def append(self, key: str, value: str, ttl_seconds: int, max_length: int) -> int:
-        """Append to a list, keep its newest ``max_length`` items, renew its TTL."""
+    async def append(self, key: str, value: str, ttl_seconds: int | None, max_length: int) -> int:
+        """Append to a list and keep its newest ``max_length`` items. With a TTL,
+        renew it; without, the list is kept (no expiry, so never evicted either)."""
         pipe = self._redis.pipeline(transaction=True)
         pipe.rpush(f"list:{key}", value)
         pipe.ltrim(f"list:{key}", -max_length, -1)
-        pipe.expire(f"list:{key}", ttl_seconds)
+        if ttl_seconds is None:
+            pipe.persist(f"list:{key}")
+        else:
+            pipe.expire(f"list:{key}", ttl_seconds)
         pipe.llen(f"list:{key}")
         *_, length = await pipe.execute()
         return int(length)

@@ -22,7 +22,7 @@ from services.common.models import (
     Message,
     SessionId,
 )
-from services.common.problems import NotFoundError
+from services.common.problems import DownstreamError, NotFoundError
 from services.telemetry import Telemetry
 
 router = APIRouter(tags=["chat"])
@@ -45,6 +45,31 @@ class ReplyResponse(BaseModel):
     session_id: str
     reply: str
     cached: bool
+    # The cache service failed along the way and the reply was made without it.
+    degraded: bool = False
+    # True only once the turn is stored: never claimed when it was not.
+    history_saved: bool
+
+
+class Degradation:
+    """What a reply had to do without, when the cache service failed.
+
+    The policy: a reply never depends on the cache, so it is always given.
+    A failed lookup or store means no caching; a failed history write, or a
+    session that could not be checked, means the turn is not saved, and the
+    answer says so (history_saved=false). Each is recorded on the failing span,
+    the server span, a metric and a WARNING log.
+    """
+
+    def __init__(self, metrics: ChatMetrics) -> None:
+        self.metrics = metrics
+        self.reasons: list[str] = []
+
+    def add(self, reason: str, failure: DownstreamError) -> None:
+        trace.get_current_span().record_exception(failure)
+        self.reasons.append(reason)
+        self.metrics.degraded.add(1, {"chat.degraded.reason": reason})
+        _log.warning("reply degraded (%s): %s", reason, failure.detail)
 
 
 @router.post("/replies", summary="Reply to a message, within a session")
@@ -57,19 +82,30 @@ async def create_reply(
     telemetry: AppTelemetry,
 ) -> ReplyResponse:
     started = perf_counter()
+    degradation = Degradation(metrics)
+    may_write = True
     if body.session_id is None:
         session_id = uuid.uuid4().hex
     else:
         session_id = body.session_id
         # Checked before anything is written: an unknown session (or another
         # client's) stores nothing.
-        await _require_session(cache, client_id, session_id)
+        try:
+            await _require_session(cache, client_id, session_id)
+        except DownstreamError as failure:
+            degradation.add("history_unsaved", failure)
+            may_write = False  # whose session it is cannot be told now
     trace.get_current_span().set_attribute("session.id", session_id)
 
     tracer = telemetry.tracer
     key = reply_cache_key(body.message)
     with tracer.start_as_current_span("chat.cache_lookup") as lookup:
-        reply = await _cached_reply(cache, key)
+        try:
+            reply = await _cached_reply(cache, key)
+        except DownstreamError as failure:
+            degradation.add("cache_unavailable", failure)
+            lookup.set_status(trace.StatusCode.ERROR, failure.detail)
+            reply = None
         cached = reply is not None
         lookup.set_attribute("cache.hit", cached)
     if reply is None:
@@ -85,23 +121,43 @@ async def create_reply(
         ):
             await asyncio.sleep(delay)
             reply = compose_reply(body.message)
-        await cache.request(
-            "PUT",
-            f"/cache/{key}",
-            json={"value": reply, "ttl_seconds": settings.reply_ttl_seconds},
-        )
+        if not degradation.reasons:
+            try:
+                await cache.request(
+                    "PUT",
+                    f"/cache/{key}",
+                    json={"value": reply, "ttl_seconds": settings.reply_ttl_seconds},
+                )
+            except DownstreamError as failure:
+                degradation.add("cache_unavailable", failure)
 
     turn = ChatTurn(message=body.message, reply=reply, cached=cached, at=datetime.now(UTC))
-    await cache.request(
-        "POST",
-        _history_path(client_id, session_id),
-        json={"value": turn.model_dump_json(), "ttl_seconds": settings.history_ttl_seconds},
-    )
+    saved = False
+    if may_write:
+        try:
+            # A POST, never retried blindly: a retry after a lost answer could
+            # store the turn twice.
+            await cache.request(
+                "POST", _history_path(client_id, session_id), json={"value": turn.model_dump_json()}
+            )
+            saved = True
+        except DownstreamError as failure:
+            degradation.add("history_unsaved", failure)
     attributes = {"cache.hit": cached}
     _log.info("replied in session %s (cache hit: %s)", session_id, cached)
     metrics.replies.add(1, attributes)
     metrics.reply_latency.record(perf_counter() - started, attributes)
-    return ReplyResponse(session_id=session_id, reply=reply, cached=cached)
+    if degradation.reasons:
+        server_span = trace.get_current_span()
+        server_span.set_attribute("chat.degraded", True)
+        server_span.set_attribute("chat.degraded.reasons", sorted(set(degradation.reasons)))
+    return ReplyResponse(
+        session_id=session_id,
+        reply=reply,
+        cached=cached,
+        degraded=bool(degradation.reasons),
+        history_saved=saved,
+    )
 
 
 @router.get("/sessions/{session_id}/history", summary="The turns of a session, oldest first")

@@ -17,6 +17,7 @@ Middleware, outermost first::
     middleware a service adds (CORS, ...)
     TraceResponseMiddleware                             traceresponse, X-Trace-Id
     ServiceLogContext                                   log records -> this service
+    DeadlineMiddleware                                  504 problem when out of time
     BodyLimitMiddleware                                 413 problem (if a limit is set)
     UnhandledErrorMiddleware                            500 problem, logged once
     exception handlers, routes
@@ -39,6 +40,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.common.deadline import DeadlineMiddleware
 from services.common.problems import (
     ProblemError,
     install_problem_handlers,
@@ -123,12 +125,15 @@ def create_service_app(
     *,
     resources: Sequence[Resource] = (),
     max_body_bytes: int | None = None,
+    own_budget_seconds: float | None = None,
 ) -> ServiceApp:
     """The app of one service; ``/readyz`` checks ``dependency``.
 
     ``resources`` are opened for the app's life too, but readiness does not wait
     for them: the service degrades without them (the gateway's rate-limit store).
     A body over ``max_body_bytes`` is a 413, refused before it is parsed.
+    ``own_budget_seconds``: this service starts requests' time budgets (the
+    gateway); the others take theirs from the caller (see deadline.py).
     """
     name = spec.name
     telemetry = configure_telemetry(name, log_level=settings.log_level, exporters=wiring.exporters)
@@ -161,6 +166,12 @@ def create_service_app(
     app.add_middleware(UnhandledErrorMiddleware)
     if max_body_bytes is not None:
         app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(
+        DeadlineMiddleware,
+        service=name,
+        max_budget_seconds=settings.max_request_budget_seconds,
+        own_budget_seconds=own_budget_seconds,
+    )
     app.add_middleware(ServiceLogContext, telemetry=telemetry)
     app.add_middleware(TraceResponseMiddleware)
     app.include_router(_health_router(dependency))

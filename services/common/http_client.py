@@ -6,6 +6,9 @@ per call would pay a TCP handshake each time and leak connections.
 the problems of :mod:`services.common.problems`.
 """
 
+import asyncio
+import logging
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,9 +18,19 @@ import httpx
 from fastapi import FastAPI
 from httpx_aiohttp import AiohttpTransport
 
+from services.common.deadline import budget_header, remaining_seconds
 from services.common.problems import PROBLEM_JSON, DownstreamError, NotFoundError, ProblemError
 from services.common.settings import DownstreamSettings
 from services.telemetry import Telemetry
+
+_log = logging.getLogger(__name__)
+
+
+# Calls that can be sent twice without doing twice what they do.
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+# A first attempt failing like this may be a blip (a connection reset, a replica
+# restarting): worth one more try. A timeout is not: it already spent the time.
+_RETRYABLE = frozenset({502, 503})
 
 
 @dataclass(frozen=True)
@@ -28,29 +41,63 @@ class ServiceClient:
     http: httpx.AsyncClient
 
     async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """Send a request; return 2xx responses, raise a ProblemError otherwise.
+        """Send a request within the current request's budget; return a 2xx
+        response, raise a ProblemError otherwise.
 
-        A 4xx problem from downstream is about the client's own request
-        (unknown session, invalid input): it is relayed with its status and
-        detail. Anything else is the downstream service's failure: 502/503/504.
+        A 4xx problem from downstream is about the client's own request (unknown
+        session, invalid input): it is relayed with its status and detail.
+        Anything else is the downstream service's failure, named in the detail
+        with the cause it gave ("cache: Redis is unavailable."): 503 when it is
+        unreachable or says so, 504 when out of time, 502 otherwise. Idempotent
+        calls get one more try after a 502/503, with jitter, if time is left.
         """
+        attempts = 2 if method in _IDEMPOTENT else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._send(method, url, **kwargs)
+            except DownstreamError as failure:
+                left = remaining_seconds()
+                pause = random.uniform(0.01, 0.05)  # noqa: S311 (jitter, not a secret)
+                more_time = left is None or left > pause + 0.1
+                if attempt == attempts or failure.status not in _RETRYABLE or not more_time:
+                    raise
+                _log.info("retrying %s %s %s after: %s", self.name, method, url, failure.detail)
+                await asyncio.sleep(pause)
+        raise AssertionError("unreachable")
+
+    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        left = remaining_seconds()
+        if left is not None and left <= 0:
+            raise DownstreamError(504, f"{self.name}: not called, the request is out of time.")
+        timeout = self.http.timeout
+        if left is not None:  # never wait past the request's own deadline
+            timeout = httpx.Timeout(
+                min(timeout.read or left, left), connect=min(timeout.connect or left, left)
+            )
+        headers = {**kwargs.pop("headers", {}), **budget_header()}
         try:
-            response = await self.http.request(method, url, **kwargs)
+            response = await self.http.request(
+                method, url, headers=headers, timeout=timeout, **kwargs
+            )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise DownstreamError(503, f"The {self.name} service is unreachable.") from exc
+            raise DownstreamError(503, f"{self.name}: unreachable.") from exc
         except httpx.TimeoutException as exc:
-            message = f"The {self.name} service did not answer in time."
-            raise DownstreamError(504, message) from exc
+            raise DownstreamError(504, f"{self.name}: no answer in time.") from exc
         except httpx.TransportError as exc:
-            raise DownstreamError(502, f"The {self.name} service connection failed.") from exc
+            raise DownstreamError(502, f"{self.name}: the connection failed.") from exc
         if response.is_success:
             return response
-        if response.is_client_error and response.headers.get("content-type") == PROBLEM_JSON:
-            detail = str(response.json().get("detail", ""))
+        is_problem = response.headers.get("content-type") == PROBLEM_JSON
+        detail = str(response.json().get("detail", "")) if is_problem else ""
+        if response.is_client_error and is_problem:
             if response.status_code == 404:
                 raise NotFoundError(detail)
             raise ProblemError(response.status_code, detail)
-        raise DownstreamError(502, f"The {self.name} service answered {response.status_code}.")
+        if is_problem and response.status_code in (502, 503, 504):
+            # It says what failed below it: keep the status, name the hop.
+            named = detail if detail.startswith(f"{self.name}:") else f"{self.name}: {detail}"
+            raise DownstreamError(response.status_code, named)
+        raise DownstreamError(502, f"{self.name}: failed ({response.status_code}).")
 
 
 @dataclass(frozen=True)

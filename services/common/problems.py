@@ -80,6 +80,8 @@ def documented(
 
 
 class ProblemError(Exception):
+    type = "about:blank"
+
     def __init__(
         self, status: int, detail: str, *, headers: Mapping[str, str] | None = None
     ) -> None:
@@ -90,9 +92,17 @@ class ProblemError(Exception):
         self.headers = dict(headers or {})
 
 
+# A 404 that means "there is no such thing" (a cache miss, an unknown session),
+# as opposed to a wrong URL. Callers' client spans count it as an answer, not a
+# failure (see telemetry); the header lets them tell before reading the body.
+NOT_THERE_TYPE = "urn:otel-chat-demo:problem:not-there"
+PROBLEM_TYPE_HEADER = "X-Problem-Type"
+
+
 class NotFoundError(ProblemError):
     def __init__(self, detail: str) -> None:
-        super().__init__(404, detail)
+        super().__init__(404, detail, headers={PROBLEM_TYPE_HEADER: NOT_THERE_TYPE})
+        self.type = NOT_THERE_TYPE
 
 
 class DownstreamError(ProblemError):
@@ -105,10 +115,11 @@ def problem_response(
     detail: str,
     *,
     headers: Mapping[str, str] | None = None,
+    type: str = "about:blank",  # RFC 9457: a URI naming the kind of problem
     **extra: Any,
 ) -> JSONResponse:
     """A problem+json response; the trace id lets a user find it in Tempo."""
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    body: dict[str, Any] = {"type": type, "title": title, "status": status}
     body["detail"] = detail
     span_context = trace.get_current_span().get_span_context()
     if span_context.is_valid:
@@ -128,7 +139,7 @@ def problem_for(request: Request, exc: ProblemError) -> Response:
         # The client sees a short detail; the span and log keep the cause.
         trace.get_current_span().record_exception(exc)
         _log.warning("%s %s failed: %s", request.method, request.url.path, exc.detail)
-    return problem_response(exc.status, exc.title, exc.detail, headers=exc.headers)
+    return problem_response(exc.status, exc.title, exc.detail, headers=exc.headers, type=exc.type)
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:

@@ -16,6 +16,9 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore")
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # The longest a caller may ask this service to work on one request (its
+    # X-Request-Budget-Ms header), and the budget of a request that names none.
+    max_request_budget_seconds: PositiveFloat = 30.0
 
 
 class DownstreamSettings(ServiceSettings):

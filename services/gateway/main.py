@@ -31,6 +31,7 @@ def create_app(settings: GatewaySettings | None = None, wiring: Wiring = PRODUCT
         wiring,
         resources=[RateLimitStore(settings)],
         max_body_bytes=settings.max_body_bytes,
+        own_budget_seconds=settings.request_budget_seconds,
     )
     trust = settings.trust_incoming_trace_context
     app.add_edge_middleware(lambda inner: IncomingTraceContext(inner, trust_traceparent=trust))

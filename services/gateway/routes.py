@@ -74,6 +74,11 @@ class ChatResponse(BaseModel):
     session_id: str
     reply: str
     cached: bool
+    # Made without the cache (it failed): slower, and maybe not saved.
+    degraded: bool
+    # False: this turn is not in the session's history (and a new session whose
+    # first turn was not saved does not exist).
+    history_saved: bool
     trace_id: str
 
 

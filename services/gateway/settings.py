@@ -55,8 +55,10 @@ class GatewaySettings(DownstreamSettings):
     auth_failures_per_minute: PositiveInt = 20
 
     cors_allow_origins: list[str] = ["http://localhost:3000"]
-    # The chat service "thinks" for up to 1.5 s; give it room.
-    read_timeout_seconds: float = Field(default=10.0, gt=0)
+    # The most a request may take, end to end; every hop below works within what
+    # is left of it (services/common/deadline.py). The chat service "thinks" for
+    # up to 1.5 s: room for that, a retry and the way back.
+    request_budget_seconds: PositiveFloat = 5.0
 
     @field_validator("api_keys")
     @classmethod

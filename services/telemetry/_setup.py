@@ -151,13 +151,19 @@ class Telemetry:
                 _log.exception("telemetry shutdown failed for %s", type(provider).__name__)
 
 
+# Set by our services on a 404 that means "no such thing" (services.common.problems).
+_NOT_THERE = ("x-problem-type", "urn:otel-chat-demo:problem:not-there")
+
+
 async def _not_found_is_an_answer(
     span: trace.Span, request: RequestInfo, response: ResponseInfo
 ) -> None:
-    """A 404 from our own services means "not there" (a cache miss, an unknown
-    session): an answer, not a failed call. Left as ERROR, every cache miss
-    would paint the trace red and count in the span-metrics error rate."""
-    if response.status_code == 404:
+    """A 404 that says "not there" (a cache miss, an unknown session) is an
+    answer, not a failed call: left as ERROR, every cache miss would paint the
+    trace red and count in the span-metrics error rate. Any other 404 (a wrong
+    URL) stays an error."""
+    name, value = _NOT_THERE
+    if response.status_code == 404 and response.headers and response.headers.get(name) == value:
         span.set_status(trace.StatusCode.OK)
 
 

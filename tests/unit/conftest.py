@@ -100,18 +100,26 @@ def chat_settings() -> ChatSettings:
 
 
 @pytest.fixture
+def cache_settings(redis_url: str) -> CacheSettings:
+    return CacheSettings(redis_url=redis_url)
+
+
+@pytest.fixture
 def gateway_settings(redis_url: str) -> GatewaySettings:
     return GatewaySettings(redis_url=redis_url)
 
 
 @pytest.fixture
 async def chain(
-    redis_url: str, chat_settings: ChatSettings, gateway_settings: GatewaySettings
+    redis_url: str,
+    cache_settings: CacheSettings,
+    chat_settings: ChatSettings,
+    gateway_settings: GatewaySettings,
 ) -> AsyncIterator[Chain]:
     redis = Redis.from_url(redis_url, decode_responses=True)
     redis.flushdb()
     telemetry = {service: InMemoryTelemetry() for service in SERVICES}
-    cache = create_cache(CacheSettings(redis_url=redis_url), telemetry["cache"].wiring())
+    cache = create_cache(cache_settings, telemetry["cache"].wiring())
     chat = create_chat(chat_settings, telemetry["chat"].wiring(downstream=cache))
     gateway = create_gateway(gateway_settings, telemetry["gateway"].wiring(downstream=chat))
     async with AsyncExitStack() as stack:

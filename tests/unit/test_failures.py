@@ -14,7 +14,7 @@ from services.gateway.settings import DEMO_API_KEY, GatewaySettings
 from tests.unit.conftest import Chain, InMemoryTelemetry, attrs
 
 
-async def test_redis_down_is_a_502_with_the_cause_in_the_trace(chain: Chain) -> None:
+async def test_redis_down_is_a_503_with_the_cause_in_the_trace(chain: Chain) -> None:
     cache = InMemoryTelemetry()
     dead_redis = f"redis://127.0.0.1:{free_port()}/0"
     app = create_cache(CacheSettings(redis_url=dead_redis), cache.wiring())
@@ -61,7 +61,7 @@ async def test_chat_unreachable_is_a_503_and_an_error_span() -> None:
         )
         ready = await client.get("/readyz")
         assert response.status_code == 503
-        assert response.json()["detail"] == "The chat service is unreachable."
+        assert response.json()["detail"] == "chat: unreachable."
         assert ready.status_code == 503
         spans = telemetry.spans.get_finished_spans()
         server = next(s for s in spans if s.kind is SpanKind.SERVER)
