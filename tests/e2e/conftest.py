@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from redis import Redis
 
 from devstack.backends import Backends
 from devstack.native import NativeStack, Ports, native_stack
@@ -80,3 +81,16 @@ def traffic(stack: NativeStack) -> Traffic:
         secret = client.post("/chat", json={"message": "hello, secretly"}, headers=SECRET_HEADERS)
         assert secret.status_code == 200
     return Traffic(responses=responses, secret_trace_id=secret.json()["trace_id"])
+
+
+@pytest.fixture(scope="session")
+def failures(stack: NativeStack, traffic: Traffic) -> None:
+    """Real failures, so the dashboards' failure queries have data of their own: a
+    value of the wrong type in Redis makes the cache's read fail (a Redis span with
+    an error status, and a 503: the cache answers every Redis error so)."""
+    with Redis(port=stack.ports.redis) as redis:
+        redis.rpush("value:e2e-wrong-type", "a list where a string should be")
+    cache = f"http://127.0.0.1:{stack.ports.cache}"
+    for _ in range(3):
+        response = httpx.get(f"{cache}/cache/e2e-wrong-type", timeout=10)
+        assert response.status_code == 503, response.text
