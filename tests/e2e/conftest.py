@@ -17,6 +17,7 @@ from redis import Redis
 
 from devstack.backends import Backends
 from devstack.native import NativeStack, Ports, native_stack
+from services.chat.assistant import reply_cache_key
 from services.gateway.settings import DEMO_API_KEY
 
 # The request that carries every kind of secret: none may show up anywhere.
@@ -85,12 +86,19 @@ def traffic(stack: NativeStack) -> Traffic:
 
 @pytest.fixture(scope="session")
 def failures(stack: NativeStack, traffic: Traffic) -> None:
-    """Real failures, so the dashboards' failure queries have data of their own: a
-    value of the wrong type in Redis makes the cache's read fail (a Redis span with
-    an error status, and a 503: the cache answers every Redis error so)."""
+    """Real failures, so the dashboards' failure queries have data of their own.
+
+    A value of the wrong type where the chat service's cached reply for a message
+    would be (the cache store keeps values under ``value:<key>``) makes the cache's
+    Redis read fail: a Redis span with an error status and a 5xx in each service,
+    all in traces the gateway started (the span counts of test_nothing_lost count
+    those traces).
+    """
+    message = f"a reply whose cache entry is broken {uuid.uuid4().hex[:6]}"
     with Redis(port=stack.ports.redis) as redis:
-        redis.rpush("value:e2e-wrong-type", "a list where a string should be")
-    cache = f"http://127.0.0.1:{stack.ports.cache}"
-    for _ in range(3):
-        response = httpx.get(f"{cache}/cache/e2e-wrong-type", timeout=10)
-        assert response.status_code == 503, response.text
+        redis.rpush(f"value:{reply_cache_key(message)}", "a list where a string should be")
+    gateway = f"http://127.0.0.1:{stack.ports.gateway}"
+    with httpx.Client(base_url=gateway, headers={"X-API-Key": DEMO_API_KEY}, timeout=10) as client:
+        for _ in range(3):
+            response = client.post("/chat", json={"message": message})
+            assert response.status_code == 502, response.text
