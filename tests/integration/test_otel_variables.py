@@ -106,7 +106,7 @@ print(json.dumps({"threads": started, "handlers": handlers}))
 @pytest.mark.parametrize(
     ("disabled", "threads", "handlers"),
     [
-        ("true", [], ["StreamHandler"]),
+        ("true", [], ["_StdoutHandler"]),
         (
             "false",
             [
@@ -114,7 +114,7 @@ print(json.dumps({"threads": started, "handlers": handlers}))
                 "OtelBatchSpanRecordProcessor",
                 "OtelPeriodicExportingMetricReader",
             ],
-            ["LoggingHandler", "StreamHandler"],
+            ["LoggingHandler", "_StdoutHandler"],
         ),
     ],
 )
