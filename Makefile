@@ -120,5 +120,5 @@ test-go: ## Go tests: the native Collector's servicegraph stand-in
 check: install tools ## Static checks: compose file, Collector config, Prometheus rules, dashboards
 	TOOLS_DIR=$(TOOLS_DIR) PYTHON="$(RUN) python" scripts/check.sh
 
-dashboards: install ## Regenerate the Grafana dashboards (JSON) from scripts/gen_dashboards.py
+dashboards: install ## Regenerate the Grafana dashboards (JSON) with Grafana's SDK: scripts/gen_dashboards.py
 	$(RUN) python scripts/gen_dashboards.py

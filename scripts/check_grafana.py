@@ -8,7 +8,11 @@ Checks:
      `datasourceUid` it links to (traces → logs/metrics, service map, exemplars,
      derived fields) exists;
   2. every dashboard file is valid JSON with the pinned schemaVersion, a unique uid, and
-     refers only to provisioned data sources (panels, targets, variables);
+     refers only to provisioned data sources (panels, targets, variables); and it
+     survives a strict decode with grafana-foundation-sdk's models: decoded and encoded
+     again it is the same JSON, so it has no key Grafana's schema does not know (the
+     decode would drop it) and leaves no schema field to Grafana's defaults (the encode
+     would add it);
   3. every PromQL expression parses: the queries of dashboard panels and variables, the
      trace → metrics queries of the Tempo data source, and the alert rules. Grafana's
      variables are replaced by plausible values ($__rate_interval → 1m, $service → x,
@@ -16,7 +20,7 @@ Checks:
      `promtool check rules` parses them, the same parser Prometheus uses.
 
 Exit status 0 when everything passes, 1 when a check fails, 2 when promtool is missing.
-Standard library plus PyYAML.
+Standard library plus PyYAML and grafana-foundation-sdk (dev dependencies).
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.cog.plugins import register_default_plugins
+from grafana_foundation_sdk.models.dashboard import Dashboard
 
 REPO = Path(__file__).resolve().parent.parent
 GRAFANA = REPO / "deploy" / "grafana"
@@ -102,6 +109,30 @@ def ds_uid(ref: Any) -> str | None:
     if isinstance(ref, str):  # legacy: a data source name or uid as a plain string
         return ref
     return None
+
+
+def schema_differences(board: dict[str, Any]) -> list[str]:
+    """What a strict decode with the SDK's models finds: keys the schema does not know
+    (the decode drops them) and schema fields the file leaves to Grafana's defaults (the
+    encode adds them, with the schema's default value)."""
+    register_default_plugins()  # panel options and queries decode to their own models
+    again = json.loads(json.dumps(Dashboard.from_json(board), cls=JSONEncoder))
+    return list(_differences(board, again, ""))
+
+
+def _differences(original: Any, again: Any, path: str) -> Iterator[str]:
+    if isinstance(original, dict) and isinstance(again, dict):
+        for key in sorted(original.keys() - again.keys()):
+            yield f"{path}.{key}: not in Grafana's schema"
+        for key in sorted(again.keys() - original.keys()):
+            yield f"{path}.{key}: missing (the schema's default: {json.dumps(again[key])})"
+        for key in sorted(original.keys() & again.keys()):
+            yield from _differences(original[key], again[key], f"{path}.{key}")
+    elif isinstance(original, list) and isinstance(again, list) and len(original) == len(again):
+        for i, (item, item_again) in enumerate(zip(original, again, strict=True)):
+            yield from _differences(item, item_again, f"{path}[{i}]")
+    elif original != again:
+        yield f"{path}: {json.dumps(original)} decodes as {json.dumps(again)}"
 
 
 def check_datasources(problems: Problems) -> tuple[dict[str, str], list[tuple[str, str]]]:
@@ -174,6 +205,8 @@ def check_dashboards(uids: dict[str, str], problems: Problems) -> list[tuple[str
             problems.add(
                 where, f"schemaVersion is {board.get('schemaVersion')!r}, expected {SCHEMA_VERSION}"
             )
+        for difference in schema_differences(board):
+            problems.add(where, f"strict decode: {difference}")
         uid = board.get("uid")
         if not uid:
             problems.add(where, "dashboard has no uid")

@@ -1,15 +1,20 @@
 """OpenTelemetry for every service, configured in one place.
 
-    telemetry = configure_telemetry("chat", log_level="INFO")
-    telemetry.instrument_app(app)              # server spans + http.server.* metrics
+The shared app factory (``services/common/app.py``) does this for each service::
+
+    telemetry = configure_telemetry("chat", log_level="INFO")  # providers, log handlers
+    app = FastAPI(telemetry=telemetry.fastapi_config(excluded_paths=HEALTH_PATHS))
+                                               # server spans + http.server.* metrics
     telemetry.instrument_http_client(client)   # client spans + http.client.* metrics
     telemetry.instrument_redis(redis_client)   # one span per Redis command
-    ...
-    telemetry.shutdown()                       # flushes traces, metrics and logs
+    telemetry.tracer, telemetry.meter          # the service's own spans and metrics
+    telemetry.shutdown()                       # in the lifespan: flush traces, metrics, logs
 
-Exporters speak OTLP/HTTP and read only the standard ``OTEL_*`` variables
-(``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_RESOURCE_ATTRIBUTES``, ...). Tests pass
-in-memory exporters through :class:`TelemetryExporters` instead.
+Exporters speak OTLP and read only the standard ``OTEL_*`` variables
+(``OTEL_EXPORTER_OTLP_PROTOCOL``, ``OTEL_EXPORTER_OTLP_ENDPOINT``,
+``OTEL_TRACES_SAMPLER``, ``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``,
+``OTEL_SDK_DISABLED``, ...). Tests pass in-memory exporters through
+:class:`TelemetryExporters` instead.
 """
 
 from services.telemetry._baggage import baggage_entries

@@ -94,16 +94,20 @@ class _NotFromOpenTelemetry(logging.Filter):
 
 
 def attach_log_handlers(
-    service_name: str, logger_provider: LoggerProvider, level: str
+    service: str, logger_provider: LoggerProvider | None, level: str, *, service_name: str
 ) -> list[logging.Handler]:
-    """Send root-logger records to stdout (JSON) and to the OTLP log pipeline."""
+    """Send the root logger's records of ``service`` (see service_log_context) to
+    stdout as JSON lines that name ``service_name`` (its resource's), and, given a
+    provider, to OTLP."""
     stdout_handler = _StdoutHandler()
     stdout_handler.setFormatter(JsonFormatter(service_name))
-    otlp_handler = LoggingHandler(logger_provider=logger_provider)
-    otlp_handler.addFilter(_NotFromOpenTelemetry())
-    handlers: list[logging.Handler] = [stdout_handler, otlp_handler]
+    handlers: list[logging.Handler] = [stdout_handler]
+    if logger_provider is not None:
+        otlp_handler = LoggingHandler(logger_provider=logger_provider)
+        otlp_handler.addFilter(_NotFromOpenTelemetry())
+        handlers.append(otlp_handler)
     for handler in handlers:
-        handler.addFilter(_FromThisService(service_name))
+        handler.addFilter(_FromThisService(service))
     root = logging.getLogger()
     root.setLevel(level.upper())
     # httpx logs every request at INFO; the client spans already tell that story.

@@ -3,6 +3,12 @@
 Called from each service's app factory, so every uvicorn worker process builds
 its own providers and exporters (nothing here runs at import time, and no
 exporter thread or connection is inherited across a fork).
+
+The standard variables decide, as the OpenTelemetry specification documents
+them: ``OTEL_SDK_DISABLED`` (nothing at all), ``OTEL_TRACES_SAMPLER`` and
+``OTEL_TRACES_SAMPLER_ARG`` (read by the SDK's TracerProvider),
+``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES`` (over the code's
+defaults, see :func:`_resource`), ``OTEL_EXPORTER_OTLP_*`` (see ``_otlp.py``).
 """
 
 import logging
@@ -20,9 +26,6 @@ import redis.asyncio as redis
 from fastapi.telemetry import TelemetryConfig
 from opentelemetry import metrics, trace
 from opentelemetry._logs import set_logger_provider
-from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.httpx import (
     HTTPXClientInstrumentor,
     RequestInfo,
@@ -37,7 +40,7 @@ from opentelemetry.sdk._logs.export import (
 )
 from opentelemetry.sdk.metrics import MeterProvider, TraceBasedExemplarFilter
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
-from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 
@@ -47,6 +50,7 @@ from services.telemetry._logs import (
     detach_log_handlers,
     service_log_context,
 )
+from services.telemetry._otlp import log_exporter, metric_exporter, span_exporter
 
 SERVICE_NAMESPACE = "otel-chat-demo"
 
@@ -81,9 +85,14 @@ class TelemetryExporters:
 
 @dataclass(kw_only=True)
 class Telemetry:
-    """The providers of one service, and the few calls that use them."""
+    """The providers of one service, and the few calls that use them.
+
+    With ``enabled`` false (``OTEL_SDK_DISABLED=true``) the providers hand out
+    no-op tracers, meters and loggers, and nothing is instrumented.
+    """
 
     service_name: str
+    enabled: bool
     tracer_provider: TracerProvider
     meter_provider: MeterProvider
     logger_provider: LoggerProvider
@@ -109,6 +118,8 @@ class Telemetry:
         triple the span count of a request without telling a reader of this
         demo anything the business spans do not.
         """
+        if not self.enabled:
+            return {"tracing": False, "metrics": False, "logs": False, "auto_configure": False}
 
         def exclude(scope: MutableMapping[str, Any]) -> bool:
             return scope.get("path") in excluded_paths
@@ -129,16 +140,18 @@ class Telemetry:
 
     def instrument_http_client(self, client: httpx.AsyncClient) -> None:
         """Client spans, ``traceparent``/``baggage`` injection, client duration metrics."""
-        HTTPXClientInstrumentor.instrument_client(
-            client,
-            tracer_provider=self.tracer_provider,
-            meter_provider=self.meter_provider,
-            response_hook=_not_found_is_an_answer,
-        )
+        if self.enabled:
+            HTTPXClientInstrumentor.instrument_client(
+                client,
+                tracer_provider=self.tracer_provider,
+                meter_provider=self.meter_provider,
+                response_hook=_not_found_is_an_answer,
+            )
 
     def instrument_redis(self, client: "redis.Redis") -> None:
         """One client span per Redis command (or pipeline)."""
-        RedisInstrumentor.instrument_client(client, tracer_provider=self.tracer_provider)
+        if self.enabled:
+            RedisInstrumentor.instrument_client(client, tracer_provider=self.tracer_provider)
 
     def shutdown(self) -> None:
         """Flush and stop every provider; export errors are logged, never raised."""
@@ -167,6 +180,11 @@ async def _not_found_is_an_answer(
         span.set_status(trace.StatusCode.OK)
 
 
+def sdk_disabled() -> bool:
+    """``OTEL_SDK_DISABLED=true``, read the way the SDK's providers read it."""
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+
+
 def configure_telemetry(
     service_name: str,
     *,
@@ -179,6 +197,10 @@ def configure_telemetry(
     ones, so third-party libraries that use the global API report too. With
     injected exporters (tests) nothing global is touched, and several apps can
     live in one process.
+
+    With ``OTEL_SDK_DISABLED=true`` no processor, reader or exporter is built
+    (so no export thread starts), nothing global is set, and logs go to stdout
+    only.
     """
     os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", SEMCONV_OPT_IN)
     # The SDK's own metrics (otel.sdk.processor.span.processed,
@@ -186,73 +208,82 @@ def configure_telemetry(
     # or an export fails): how a demo proves that no telemetry was lost.
     os.environ.setdefault("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
     resource = _resource(service_name)
+    enabled = not sdk_disabled()
 
-    metric_reader = exporters.metrics if exporters else _otlp_metric_reader()
+    # Each SDK provider also reads OTEL_SDK_DISABLED and then hands out no-op
+    # tracers, meters and loggers; below, it just gets nothing to export with.
     meter_provider = MeterProvider(
         resource=resource,
-        metric_readers=[metric_reader],
+        metric_readers=[_metric_reader(exporters)] if enabled else [],
         # Measurements taken inside a sampled span keep its trace id as an
         # exemplar: the link from a latency bucket in Grafana to a trace.
         exemplar_filter=TraceBasedExemplarFilter(),
     )
-
+    # No sampler argument: the SDK takes it from OTEL_TRACES_SAMPLER and
+    # OTEL_TRACES_SAMPLER_ARG (default parentbased_always_on).
     tracer_provider = TracerProvider(resource=resource)
-    tracer_provider.add_span_processor(BaggageSpanProcessor(BAGGAGE_SPAN_ATTRIBUTES))
-    tracer_provider.add_span_processor(
-        SimpleSpanProcessor(exporters.spans)
-        if exporters
-        else BatchSpanProcessor(
-            OTLPSpanExporter(meter_provider=meter_provider), meter_provider=meter_provider
-        )
-    )
-
     logger_provider = LoggerProvider(resource=resource)
-    logger_provider.add_log_record_processor(
-        SimpleLogRecordProcessor(exporters.logs)
-        if exporters
-        else BatchLogRecordProcessor(
-            OTLPLogExporter(meter_provider=meter_provider), meter_provider=meter_provider
+    if enabled:
+        tracer_provider.add_span_processor(BaggageSpanProcessor(BAGGAGE_SPAN_ATTRIBUTES))
+        tracer_provider.add_span_processor(
+            SimpleSpanProcessor(exporters.spans)
+            if exporters
+            else BatchSpanProcessor(span_exporter(meter_provider), meter_provider=meter_provider)
         )
-    )
-
-    if exporters is None:
+        logger_provider.add_log_record_processor(
+            SimpleLogRecordProcessor(exporters.logs)
+            if exporters
+            else BatchLogRecordProcessor(
+                log_exporter(meter_provider), meter_provider=meter_provider
+            )
+        )
+    if enabled and exporters is None:
         trace.set_tracer_provider(tracer_provider)
         metrics.set_meter_provider(meter_provider)
         set_logger_provider(logger_provider)
 
     telemetry = Telemetry(
         service_name=service_name,
+        enabled=enabled,
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
         logger_provider=logger_provider,
     )
-    telemetry._log_handlers = attach_log_handlers(service_name, logger_provider, log_level)
+    telemetry._log_handlers = attach_log_handlers(
+        service_name,
+        logger_provider if enabled else None,
+        log_level,
+        service_name=str(resource.attributes["service.name"]),
+    )
     return telemetry
 
 
 def _resource(service_name: str) -> Resource:
-    """Identify the process; OTEL_RESOURCE_ATTRIBUTES may override the defaults.
+    """Identify the process: the code's defaults, which the standard variables override.
 
-    service.name and service.version come from the code, so they cannot drift
-    from what actually runs. service.instance.id is unique per process, which
-    keeps the cumulative metrics of several workers apart.
+    Precedence, as the specification has it: ``OTEL_SERVICE_NAME``, then
+    ``service.name`` in ``OTEL_RESOURCE_ATTRIBUTES``, then the code's name. Any
+    other attribute in ``OTEL_RESOURCE_ATTRIBUTES`` replaces the code's default
+    too. The default ``service.instance.id`` is new in every process, which
+    keeps the cumulative metrics of several uvicorn workers apart; one set in
+    ``OTEL_RESOURCE_ATTRIBUTES`` is shared by every worker of that service.
     """
-    defaults = Resource(
-        {"service.namespace": SERVICE_NAMESPACE, "deployment.environment.name": "local"}
-    )
-    return defaults.merge(
-        Resource.create(
-            {
-                "service.name": service_name,
-                "service.version": version("otel-chat-demo"),
-                "service.instance.id": str(uuid.uuid4()),
-            }
-        )
-    )
+    defaults = {
+        "service.name": service_name,
+        "service.version": version("otel-chat-demo"),
+        "service.namespace": SERVICE_NAMESPACE,
+        "service.instance.id": str(uuid.uuid4()),
+        "deployment.environment.name": "local",
+    }
+    from_environment = OTELResourceDetector().detect().attributes
+    # Resource.create adds the SDK's own attributes (telemetry.sdk.*).
+    return Resource.create({**defaults, **from_environment})
 
 
-def _otlp_metric_reader() -> MetricReader:
+def _metric_reader(exporters: TelemetryExporters | None) -> MetricReader:
+    if exporters:
+        return exporters.metrics
     interval = (
         None if "OTEL_METRIC_EXPORT_INTERVAL" in os.environ else DEMO_METRIC_EXPORT_INTERVAL_MS
     )
-    return PeriodicExportingMetricReader(OTLPMetricExporter(), export_interval_millis=interval)
+    return PeriodicExportingMetricReader(metric_exporter(), export_interval_millis=interval)

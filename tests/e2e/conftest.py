@@ -13,9 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
+from redis import Redis
 
 from devstack.backends import Backends
 from devstack.native import NativeStack, Ports, native_stack
+from services.chat.assistant import reply_cache_key
 from services.gateway.settings import DEMO_API_KEY
 
 # The request that carries every kind of secret: none may show up anywhere.
@@ -80,3 +82,23 @@ def traffic(stack: NativeStack) -> Traffic:
         secret = client.post("/chat", json={"message": "hello, secretly"}, headers=SECRET_HEADERS)
         assert secret.status_code == 200
     return Traffic(responses=responses, secret_trace_id=secret.json()["trace_id"])
+
+
+@pytest.fixture(scope="session")
+def failures(stack: NativeStack, traffic: Traffic) -> None:
+    """Real failures, so the dashboards' failure queries have data of their own.
+
+    A value of the wrong type where the chat service's cached reply for a message
+    would be (the cache store keeps values under ``value:<key>``) makes the cache's
+    Redis read fail: a Redis span with an error status and a 5xx in each service,
+    all in traces the gateway started (the span counts of test_nothing_lost count
+    those traces).
+    """
+    message = f"a reply whose cache entry is broken {uuid.uuid4().hex[:6]}"
+    with Redis(port=stack.ports.redis) as redis:
+        redis.rpush(f"value:{reply_cache_key(message)}", "a list where a string should be")
+    gateway = f"http://127.0.0.1:{stack.ports.gateway}"
+    with httpx.Client(base_url=gateway, headers={"X-API-Key": DEMO_API_KEY}, timeout=10) as client:
+        for _ in range(3):
+            response = client.post("/chat", json={"message": message})
+            assert response.status_code == 502, response.text

@@ -1,22 +1,33 @@
-"""A real OTLP/HTTP receiver for tests: what the services export, decoded.
+"""Real OTLP receivers for tests: what the services export, decoded.
 
-It listens on loopback, accepts ``/v1/traces``, ``/v1/metrics`` and
-``/v1/logs`` as protobuf (what the Python exporters send), and keeps every
-request so tests can ask what arrived.
+Both listen on loopback and keep every request so tests can ask what arrived:
+:func:`otlp_receiver` speaks OTLP/HTTP (``/v1/traces``, ``/v1/metrics``,
+``/v1/logs`` as protobuf, what the Python exporters send), and
+:func:`otlp_grpc_receiver` OTLP/gRPC (the three collector services' ``Export``).
 """
 
 import gzip
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+import grpc
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
 )
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
@@ -83,34 +94,43 @@ class OtlpReceiver:
         return f"http://127.0.0.1:{self.port}"
 
     def receive(self, path: str, body: bytes) -> None:
+        """One OTLP/HTTP request body, by its path."""
+        if path == "/v1/traces":
+            self.add_traces(ExportTraceServiceRequest.FromString(body))
+        elif path == "/v1/logs":
+            self.add_logs(ExportLogsServiceRequest.FromString(body))
+        elif path == "/v1/metrics":
+            self.add_metrics(ExportMetricsServiceRequest.FromString(body))
+        else:
+            raise ValueError(path)
+
+    def add_traces(self, request: ExportTraceServiceRequest) -> None:
         with self._lock:
-            if path == "/v1/traces":
-                traces = ExportTraceServiceRequest.FromString(body)
-                for resource_spans in traces.resource_spans:
-                    resource = attributes(resource_spans.resource.attributes)
-                    for scope_spans in resource_spans.scope_spans:
-                        self.spans.extend(
-                            ReceivedSpan(str(resource["service.name"]), resource, span)
-                            for span in scope_spans.spans
-                        )
-            elif path == "/v1/logs":
-                logs = ExportLogsServiceRequest.FromString(body)
-                for resource_logs in logs.resource_logs:
-                    service = str(attributes(resource_logs.resource.attributes)["service.name"])
-                    for scope_logs in resource_logs.scope_logs:
-                        self.logs.extend(
-                            ReceivedLog(service, record) for record in scope_logs.log_records
-                        )
-            elif path == "/v1/metrics":
-                request = ExportMetricsServiceRequest.FromString(body)
-                self.raw_metrics.append(request)
-                for resource_metrics in request.resource_metrics:
-                    resource = attributes(resource_metrics.resource.attributes)
-                    names = self.metrics.setdefault(str(resource["service.name"]), set())
-                    for scope_metrics in resource_metrics.scope_metrics:
-                        names.update(metric.name for metric in scope_metrics.metrics)
-            else:
-                raise ValueError(path)
+            for resource_spans in request.resource_spans:
+                resource = attributes(resource_spans.resource.attributes)
+                for scope_spans in resource_spans.scope_spans:
+                    self.spans.extend(
+                        ReceivedSpan(str(resource["service.name"]), resource, span)
+                        for span in scope_spans.spans
+                    )
+
+    def add_logs(self, request: ExportLogsServiceRequest) -> None:
+        with self._lock:
+            for resource_logs in request.resource_logs:
+                service = str(attributes(resource_logs.resource.attributes)["service.name"])
+                for scope_logs in resource_logs.scope_logs:
+                    self.logs.extend(
+                        ReceivedLog(service, record) for record in scope_logs.log_records
+                    )
+
+    def add_metrics(self, request: ExportMetricsServiceRequest) -> None:
+        with self._lock:
+            self.raw_metrics.append(request)
+            for resource_metrics in request.resource_metrics:
+                resource = attributes(resource_metrics.resource.attributes)
+                names = self.metrics.setdefault(str(resource["service.name"]), set())
+                for scope_metrics in resource_metrics.scope_metrics:
+                    names.update(metric.name for metric in scope_metrics.metrics)
 
     def spans_of(self, trace_id: str) -> list[ReceivedSpan]:
         with self._lock:
@@ -182,3 +202,61 @@ def otlp_receiver() -> Iterator[OtlpReceiver]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def otlp_grpc_receiver() -> Iterator[OtlpReceiver]:
+    """The same receiver over OTLP/gRPC, without TLS (an ``http://`` endpoint)."""
+    receiver = OtlpReceiver()
+    server = grpc.server(ThreadPoolExecutor(max_workers=4))
+    package = "opentelemetry.proto.collector"
+    _add_export_service(
+        server,
+        f"{package}.trace.v1.TraceService",
+        ExportTraceServiceRequest,
+        ExportTraceServiceResponse,
+        receiver.add_traces,
+    )
+    _add_export_service(
+        server,
+        f"{package}.metrics.v1.MetricsService",
+        ExportMetricsServiceRequest,
+        ExportMetricsServiceResponse,
+        receiver.add_metrics,
+    )
+    _add_export_service(
+        server,
+        f"{package}.logs.v1.LogsService",
+        ExportLogsServiceRequest,
+        ExportLogsServiceResponse,
+        receiver.add_logs,
+    )
+    receiver.port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield receiver
+    finally:
+        server.stop(grace=None)
+
+
+def _add_export_service(
+    server: grpc.Server,
+    service: str,
+    request_type: Any,  # protobuf message classes: untyped (no protobuf stubs)
+    response_type: Any,
+    add: Callable[[Any], None],
+) -> None:
+    """Serve ``service``'s one method, ``Export``: keep the request, answer success."""
+
+    def export(request: Any, context: grpc.ServicerContext) -> Any:
+        add(request)
+        return response_type()
+
+    handler = grpc.unary_unary_rpc_method_handler(
+        export,
+        request_deserializer=request_type.FromString,
+        response_serializer=response_type.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service, {"Export": handler}),)
+    )

@@ -49,11 +49,13 @@ class InMemoryTelemetry:
     metrics: InMemoryMetricReader = field(default_factory=InMemoryMetricReader)
     logs: InMemoryLogRecordExporter = field(default_factory=InMemoryLogRecordExporter)
 
+    def exporters(self) -> TelemetryExporters:
+        return TelemetryExporters(spans=self.spans, metrics=self.metrics, logs=self.logs)
+
     def wiring(self, downstream: FastAPI | None = None) -> Wiring:
         """In-memory exporters; requests to ``downstream`` stay in this process."""
-        exporters = TelemetryExporters(spans=self.spans, metrics=self.metrics, logs=self.logs)
         transport = httpx.ASGITransport(app=downstream) if downstream else None
-        return Wiring(exporters=exporters, transport=transport)
+        return Wiring(exporters=self.exporters(), transport=transport)
 
 
 @dataclass
@@ -110,12 +112,23 @@ def gateway_settings(redis_url: str) -> GatewaySettings:
 
 
 @pytest.fixture
+def otel_env() -> dict[str, str]:
+    """Standard OTEL_* variables for the chain's apps; a test overrides this with
+    ``@pytest.mark.parametrize("otel_env", [{...}])``."""
+    return {}
+
+
+@pytest.fixture
 async def chain(
     redis_url: str,
     cache_settings: CacheSettings,
     chat_settings: ChatSettings,
     gateway_settings: GatewaySettings,
+    otel_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Chain]:
+    for name, value in otel_env.items():
+        monkeypatch.setenv(name, value)
     redis = Redis.from_url(redis_url, decode_responses=True)
     redis.flushdb()
     telemetry = {service: InMemoryTelemetry() for service in SERVICES}
