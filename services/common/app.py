@@ -40,6 +40,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.common.asgi import HttpMiddleware, WatchedSend
 from services.common.deadline import DeadlineMiddleware
 from services.common.problems import (
     ProblemError,
@@ -200,33 +201,21 @@ def _health_router(dependency: Dependency) -> APIRouter:
     return router
 
 
-class TraceResponseMiddleware:
-    """Add the server span's ids to every response (W3C Trace Context Level 2).
+class TraceResponseMiddleware(HttpMiddleware):
+    """Add the server span's ids to every response (W3C Trace Context Level 2)."""
 
-    A pure ASGI middleware: Starlette's BaseHTTPMiddleware would cost a task
-    and a stream per request for two headers.
-    """
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, WatchedSend(send, on_start=_add_trace_headers))
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_trace_headers(message: Message) -> None:
-            span_context = trace.get_current_span().get_span_context()
-            if message["type"] == "http.response.start" and span_context.is_valid:
-                headers = MutableHeaders(scope=message)
-                trace_id = trace.format_trace_id(span_context.trace_id)
-                span_id = trace.format_span_id(span_context.span_id)
-                flags = f"{span_context.trace_flags:02x}"
-                headers["traceresponse"] = f"00-{trace_id}-{span_id}-{flags}"
-                headers[TRACE_ID_HEADER] = trace_id
-            await send(message)
-
-        await self.app(scope, receive, send_with_trace_headers)
+def _add_trace_headers(headers: MutableHeaders) -> None:
+    span_context = trace.get_current_span().get_span_context()
+    if span_context.is_valid:
+        trace_id = trace.format_trace_id(span_context.trace_id)
+        span_id = trace.format_span_id(span_context.span_id)
+        flags = f"{span_context.trace_flags:02x}"
+        headers["traceresponse"] = f"00-{trace_id}-{span_id}-{flags}"
+        headers[TRACE_ID_HEADER] = trace_id
 
 
 class ServiceLogContext:
@@ -242,7 +231,7 @@ class ServiceLogContext:
             await self.app(scope, receive, send)
 
 
-class UnhandledErrorMiddleware:
+class UnhandledErrorMiddleware(HttpMiddleware):
     """An unexpected exception becomes a 500 problem here, inside the other middleware.
 
     Left to Starlette, its ServerErrorMiddleware answers from outside every
@@ -251,30 +240,18 @@ class UnhandledErrorMiddleware:
     recorded on the server span and logged once, with the trace id.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        response_started = False
-
-        async def send_tracking_start(message: Message) -> None:
-            nonlocal response_started
-            response_started = response_started or message["type"] == "http.response.start"
-            await send(message)
-
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        watched = WatchedSend(send)
         try:
-            await self.app(scope, receive, send_tracking_start)
+            await self.app(scope, receive, watched)
         except Exception as exc:
-            if response_started:  # too late for another response
+            if watched.status is not None:  # too late for another response
                 raise
-            response = unhandled_problem(scope.get("method", ""), scope.get("path", ""), exc)
+            response = unhandled_problem(scope["method"], scope["path"], exc)
             await response(scope, receive, send)
 
 
-class BodyLimitMiddleware:
+class BodyLimitMiddleware(HttpMiddleware):
     """A request body over ``max_bytes`` is a 413 problem, refused before it is parsed.
 
     A declared ``Content-Length`` over the limit is refused before a byte is read;
@@ -283,14 +260,11 @@ class BodyLimitMiddleware:
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_bytes = max_bytes
         self.detail = f"The request body is larger than {max_bytes} bytes."
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
             response = problem_response(413, "Content Too Large", self.detail)

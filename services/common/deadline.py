@@ -25,8 +25,9 @@ from contextvars import ContextVar
 
 from opentelemetry import trace
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from services.common.asgi import HttpMiddleware, WatchedSend
 from services.common.problems import problem_response
 
 BUDGET_HEADER = "X-Request-Budget-Ms"
@@ -61,7 +62,7 @@ def _within(budget_seconds: float) -> Iterator[float]:
         _deadline.reset(token)
 
 
-class DeadlineMiddleware:
+class DeadlineMiddleware(HttpMiddleware):
     """Bound each request by its budget; out of time, answer 504 naming this hop.
 
     ``own_budget_seconds`` (the gateway): every request gets it, and a budget
@@ -77,7 +78,7 @@ class DeadlineMiddleware:
         max_budget_seconds: float,
         own_budget_seconds: float | None = None,
     ) -> None:
-        self.app = app
+        super().__init__(app)
         self.service = service
         self.max_budget = max_budget_seconds
         self.own_budget = own_budget_seconds
@@ -88,25 +89,16 @@ class DeadlineMiddleware:
         sent = Headers(scope=scope).get(BUDGET_HEADER, "")
         return min(int(sent) / 1000, self.max_budget) if sent.isdigit() else self.max_budget
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         budget = self._budget(scope)
-        response_started = False
-
-        async def send_tracking_start(message: Message) -> None:
-            nonlocal response_started
-            response_started = response_started or message["type"] == "http.response.start"
-            await send(message)
-
+        watched = WatchedSend(send)
         with _within(budget) as deadline:
             try:
                 loop_deadline = asyncio.get_running_loop().time() + (deadline - time.monotonic())
                 async with asyncio.timeout_at(loop_deadline):
-                    await self.app(scope, receive, send_tracking_start)
+                    await self.app(scope, receive, watched)
             except TimeoutError as exc:
-                if response_started:
+                if watched.status is not None:
                     raise
                 detail = f"{self.service}: out of time (request budget {budget * 1000:.0f} ms)."
                 trace.get_current_span().record_exception(exc)

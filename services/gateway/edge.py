@@ -22,7 +22,9 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanContext
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from services.common.asgi import HttpMiddleware, WatchedSend
 
 _BAGGAGE = b"baggage"
 _TRACE_CONTEXT = frozenset({b"traceparent", b"tracestate"})
@@ -75,25 +77,15 @@ class LinkClientContext:
 RESPONSE_HEADERS_STATE = "response_headers"
 
 
-class ResponseHeaders:
+class ResponseHeaders(HttpMiddleware):
     """Headers every API response of the public edge carries."""
 
     HEADERS: ClassVar = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        def add_headers(headers: MutableHeaders) -> None:
+            added = scope.get("state", {}).get(RESPONSE_HEADERS_STATE, {})
+            for name, value in (self.HEADERS | added).items():
+                headers.setdefault(name, value)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                added = scope.get("state", {}).get(RESPONSE_HEADERS_STATE, {})
-                for name, value in (self.HEADERS | added).items():
-                    headers.setdefault(name, value)
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+        await self.app(scope, receive, WatchedSend(send, on_start=add_headers))

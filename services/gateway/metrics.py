@@ -1,5 +1,7 @@
 from opentelemetry.metrics import Counter, Meter
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from services.common.asgi import HttpMiddleware, WatchedSend
 
 # chat.outcome of a POST /chat, by response status. 200 is sent only once a
 # valid reply has been built and serialized, so "ok" counts only real replies.
@@ -20,42 +22,30 @@ def chat_outcome(status: int) -> str:
 
 
 class GatewayMetrics:
-    """``chat.requests`` by ``chat.outcome`` (see :func:`chat_outcome`), and
-    ``gateway.rate_limit.bypassed``: requests served unlimited while the
-    rate-limit store was unreachable."""
+    """``chat.requests`` by ``chat.outcome`` (see :func:`chat_outcome`).
+    (``gateway.rate_limit.bypassed``: see rate_limit.py.)"""
 
     def __init__(self, meter: Meter) -> None:
         self.chat_requests = meter.create_counter(
             "chat.requests", unit="{request}", description="Chat requests, by chat.outcome."
         )
-        self.rate_limit_bypassed = meter.create_counter(
-            "gateway.rate_limit.bypassed",
-            unit="{request}",
-            description="Requests served without a rate-limit check: the store was unreachable.",
-        )
 
 
-class CountChatOutcomes:
+class CountChatOutcomes(HttpMiddleware):
     """Count every POST /chat by outcome, including those refused before the
     route runs (no key, rate limited, body too large, not JSON)."""
 
     def __init__(self, app: ASGIApp, counter: Counter) -> None:
-        self.app = app
+        super().__init__(app)
         self.counter = counter
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/chat":
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST" or scope["path"] != "/chat":
             await self.app(scope, receive, send)
             return
-        status = 500  # no response at all is our failure
-
-        async def send_noting_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        watched = WatchedSend(send)
         try:
-            await self.app(scope, receive, send_noting_status)
+            await self.app(scope, receive, watched)
         finally:
-            self.counter.add(1, {"chat.outcome": chat_outcome(status)})
+            # No response at all is our failure.
+            self.counter.add(1, {"chat.outcome": chat_outcome(watched.status or 500)})

@@ -166,7 +166,11 @@ class RateLimitStore:
             storage,
             per_client=RateLimitItemPerMinute(self.settings.rate_limit_per_minute),
             auth_failures=RateLimitItemPerMinute(self.settings.auth_failures_per_minute),
-            bypassed=app.state.metrics.rate_limit_bypassed,
+            bypassed=telemetry.meter.create_counter(
+                "gateway.rate_limit.bypassed",
+                unit="{request}",
+                description="Requests served without a rate-limit check: store unreachable.",
+            ),
         )
         try:
             yield
