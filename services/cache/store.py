@@ -16,9 +16,11 @@ from typing import cast
 
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from services.cache.settings import CacheSettings
+from services.common.faults import Faults, InjectedFaultError
 from services.common.redis import open_redis
 from services.telemetry import Telemetry
 
@@ -27,12 +29,24 @@ _log = logging.getLogger(__name__)
 
 
 class CacheStore:
-    """Needs a client made with ``decode_responses=True``: Redis replies are str."""
+    """Needs a client made with ``decode_responses=True``: Redis replies are str.
 
-    def __init__(self, redis: Redis) -> None:
+    Every operation first applies the ``redis`` fault, if one is set: as slow as
+    it says, or failing as an unreachable Redis would.
+    """
+
+    def __init__(self, redis: Redis, faults: Faults) -> None:
         self._redis = redis
+        self._faults = faults
+
+    async def _fault(self) -> None:
+        try:
+            await self._faults.inject("redis")
+        except InjectedFaultError as exc:
+            raise RedisConnectionError("injected fault") from exc
 
     async def get(self, key: str) -> str | None:
+        await self._fault()
         value = cast(str | None, await self._redis.get(f"value:{key}"))
         try:
             await self._redis.hincrby(_STATS, "misses" if value is None else "hits", 1)
@@ -41,14 +55,17 @@ class CacheStore:
         return value
 
     async def put(self, key: str, value: str, ttl_seconds: int) -> None:
+        await self._fault()
         await self._redis.set(f"value:{key}", value, ex=ttl_seconds)
 
     async def delete(self, key: str) -> bool:
+        await self._fault()
         return bool(await self._redis.delete(f"value:{key}"))
 
     async def append(self, key: str, value: str, ttl_seconds: int | None, max_length: int) -> int:
         """Append to a list and keep its newest ``max_length`` items. With a TTL,
         renew it; without, the list is kept (no expiry, so never evicted either)."""
+        await self._fault()
         pipe = self._redis.pipeline(transaction=True)
         pipe.rpush(f"list:{key}", value)
         pipe.ltrim(f"list:{key}", -max_length, -1)
@@ -61,10 +78,12 @@ class CacheStore:
         return int(length)
 
     async def read_list(self, key: str, last: int | None) -> list[str]:
+        await self._fault()
         start = -last if last else 0
         return cast(list[str], await self._redis.lrange(f"list:{key}", start, -1))
 
     async def stats(self) -> dict[str, int]:
+        await self._fault()
         counts = cast(dict[str, str], await self._redis.hgetall(_STATS))
         keys = await self._redis.dbsize()
         return {
@@ -74,6 +93,7 @@ class CacheStore:
         }
 
     async def ping(self) -> None:
+        await self._fault()
         await self._redis.ping()
 
 
@@ -93,7 +113,7 @@ class RedisConnection:
             timeout_seconds=self._settings.redis_timeout_seconds,
             telemetry=telemetry,
         ) as redis:
-            app.state.store = CacheStore(redis)
+            app.state.store = CacheStore(redis, app.state.faults)
             yield
 
     async def check_ready(self, app: FastAPI) -> None:

@@ -20,6 +20,7 @@ Middleware, outermost first::
     DeadlineMiddleware                                  504 problem when out of time
     BodyLimitMiddleware                                 413 problem (if a limit is set)
     UnhandledErrorMiddleware                            500 problem, logged once
+    SelfFaultMiddleware                                 faults on purpose (faults.py)
     exception handlers, routes
 """
 
@@ -42,6 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.asgi import HttpMiddleware, WatchedSend
 from services.common.deadline import DeadlineMiddleware
+from services.common.faults import Faults, SelfFaultMiddleware, admin_router
 from services.common.problems import (
     ProblemError,
     install_problem_handlers,
@@ -162,8 +164,10 @@ def create_service_app(
     app.state.settings = settings
     app.state.telemetry = telemetry
     app.state.metrics = spec.metrics(telemetry.meter)
+    app.state.faults = Faults(settings.faults, telemetry.tracer)
     install_problem_handlers(app)
     # add_middleware puts each new one outside the ones before it.
+    app.add_middleware(SelfFaultMiddleware, faults=app.state.faults, exempt=HEALTH_PATHS)
     app.add_middleware(UnhandledErrorMiddleware)
     if max_body_bytes is not None:
         app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
@@ -176,6 +180,7 @@ def create_service_app(
     app.add_middleware(ServiceLogContext, telemetry=telemetry)
     app.add_middleware(TraceResponseMiddleware)
     app.include_router(_health_router(dependency))
+    app.include_router(admin_router(settings.admin_key))
     app.include_router(spec.router)
     return app
 

@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from httpx_aiohttp import AiohttpTransport
 
 from services.common.deadline import budget_header, remaining_seconds
+from services.common.faults import Faults, InjectedFaultError
 from services.common.problems import PROBLEM_JSON, DownstreamError, NotFoundError, ProblemError
 from services.common.settings import DownstreamSettings
 from services.telemetry import Telemetry
@@ -39,6 +40,7 @@ class ServiceClient:
 
     name: str
     http: httpx.AsyncClient
+    faults: Faults
 
     async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """Send a request within the current request's budget; return a 2xx
@@ -75,6 +77,10 @@ class ServiceClient:
                 min(timeout.read or left, left), connect=min(timeout.connect or left, left)
             )
         headers = {**kwargs.pop("headers", {}), **budget_header()}
+        try:
+            await self.faults.inject(self.name)
+        except InjectedFaultError as exc:
+            raise DownstreamError(503, f"{self.name}: unreachable (injected fault).") from exc
         try:
             response = await self.http.request(
                 method, url, headers=headers, timeout=timeout, **kwargs
@@ -133,7 +139,8 @@ class Downstream:
             base_url=self.base_url, timeout=timeout, transport=transport
         ) as http:
             telemetry.instrument_http_client(http)
-            setattr(app.state, self.state_name, ServiceClient(self.name, http))
+            client = ServiceClient(self.name, http, app.state.faults)
+            setattr(app.state, self.state_name, client)
             yield
 
     async def check_ready(self, app: FastAPI) -> None:

@@ -5,6 +5,8 @@ from typing import Literal
 from pydantic import Field, PositiveFloat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.faults import FaultPlan
+
 
 class ServiceSettings(BaseSettings):
     """Read from environment variables, e.g. ``CHAT_LOG_LEVEL=DEBUG``.
@@ -19,6 +21,11 @@ class ServiceSettings(BaseSettings):
     # The longest a caller may ask this service to work on one request (its
     # X-Request-Budget-Ms header), and the budget of a request that names none.
     max_request_budget_seconds: PositiveFloat = 30.0
+    # Faults on purpose, for demos (services/common/faults.py): a plan at start,
+    # e.g. CACHE_FAULTS='{"redis": {"latency_ms": 700}}', changed at run time via
+    # /admin/faults with this key (no key: no admin endpoints).
+    faults: FaultPlan = {}
+    admin_key: str | None = Field(default=None, repr=False)
 
 
 class DownstreamSettings(ServiceSettings):
