@@ -2,7 +2,7 @@
 in the traces they break."""
 
 import pytest
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import SpanKind, StatusCode
 
 from services.cache.settings import CacheSettings
 from services.chat.settings import ChatSettings
