@@ -23,6 +23,7 @@ process binds to 127.0.0.1; logs go to ``<run_dir>/logs/<name>.log``.
 import json
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -43,6 +44,8 @@ from devstack.processes import (
 
 REPO = Path(__file__).resolve().parents[1]
 LOOPBACK = "http://127.0.0.1"  # every process of the native stack binds here only
+DEMO_ADMIN_KEY = "demo-admin-key"  # the compose stack's is ADMIN_KEY in .env
+SERVICE_NAMES = ("gateway", "chat", "cache")
 TOOLS_BIN = REPO / os.environ.get("TOOLS_DIR", ".tools") / "bin"  # a relative TOOLS_DIR: from REPO
 
 
@@ -159,6 +162,8 @@ def service_components(ports: Ports, env: Mapping[str, str] | None = None) -> li
         "CHAT_CACHE_URL": f"{LOOPBACK}:{ports.cache}",
         "CACHE_REDIS_URL": f"redis://127.0.0.1:{ports.redis}/0",
         "GATEWAY_REDIS_URL": f"redis://127.0.0.1:{ports.redis}/0",
+        # The admin endpoints (faults on purpose, `make fault`): on loopback only.
+        **{f"{name.upper()}_ADMIN_KEY": DEMO_ADMIN_KEY for name in SERVICE_NAMES},
         **(env or {}),
     }
 
@@ -343,6 +348,25 @@ class NativeStack:
             stop_pid(process.pid)
         self.running.clear()
         self.state_file.unlink(missing_ok=True)
+
+    def stop_component(self, name: str, *, kill: bool = False) -> None:
+        """Stop one component of the running stack: SIGTERM (a clean stop), or
+        SIGKILL with ``kill`` (a crash). For fault drills and `make fault`."""
+        for process in [r for r in self.running if r.name == name]:
+            if kill:
+                os.kill(process.pid, signal.SIGKILL)
+            stop_pid(process.pid)
+            self.running.remove(process)
+        self._save()
+
+    def restart_component(self, name: str) -> None:
+        """Start a stopped component again, as the stack started it, and wait until
+        it is ready."""
+        every = components(self.ports, self.run_dir, self.service_env)
+        self.start_components([c for c in every if c.name == name])
+        order = [c.name for c in every]
+        self.running.sort(key=lambda r: order.index(r.name) if r.name in order else len(order))
+        self._save()
 
     def urls(self) -> dict[str, tuple[str, str]]:
         """Name → (URL, what answers there) of everything a user can open."""
