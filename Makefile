@@ -34,6 +34,13 @@ logs: ## Follow the running stack's logs (Docker: S=service to pick one)
 
 restart: down up ## Stop, then start again
 
+.PHONY: fault fault-clear
+fault: install ## Break the running stack on purpose: SCENARIO=slow-redis|chat-errors|cache-down|collector-down (none: list them)
+	$(RUN) python -m devstack fault $(SCENARIO)
+
+fault-clear: install ## Undo every fault of `make fault`
+	$(RUN) python -m devstack fault --clear
+
 .PHONY: trace load
 trace: install ## Send one chat request and print its trace from Tempo (or Jaeger natively)
 	$(RUN) python -m devstack trace

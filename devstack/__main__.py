@@ -1,4 +1,4 @@
-"""``python -m devstack up|down|ps|logs|trace|load|bench``: the native stack behind
+"""``python -m devstack up|down|ps|logs|trace|load|bench|fault``: the native stack behind
 ``make dev``, the trace and load commands for either stack, and the benchmark."""
 
 import argparse
@@ -9,7 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from devstack import faults
 from devstack.bench import print_report, run_bench
+from devstack.faults import SCENARIOS
 from devstack.load import run_load
 from devstack.native import REPO, NativeStack, Ports
 from devstack.trace import show_trace
@@ -63,7 +65,9 @@ def _stop(stack: NativeStack) -> None:
     # A second Ctrl-C (uv forwards the terminal's too) must not cut the stop short.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
-    stack.stop()
+    # The state file is the truth: `make fault-clear` may have restarted a component.
+    recorded = NativeStack.load(stack.run_dir)
+    (recorded if recorded is not None else stack).stop()
 
 
 def down() -> int:
@@ -95,6 +99,26 @@ def logs() -> int:
     return subprocess.call(["tail", "-n", "20", "-F", *files])  # noqa: S607 (tail from PATH)
 
 
+def fault(name: str | None, *, clear: bool) -> int:
+    stack = NativeStack.load(RUN_DIR)
+    native = stack is not None and bool(stack.running)
+    target: faults.Target = (
+        faults.NativeTarget(stack) if stack and native else faults.DockerTarget()
+    )
+    where = "the native stack" if native else "the Docker stack"
+    if clear:
+        faults.clear(target)
+        print(f"no faults left in {where}")
+        return 0
+    if name is None:
+        print("\n\n".join(faults.describe(s) for s in faults.SCENARIOS.values()))
+        return 0
+    scenario = faults.SCENARIOS[name]
+    faults.apply(target, scenario)
+    print(f"in {where}: {faults.describe(scenario)}")
+    return 0
+
+
 def gateway_and_stores() -> tuple[str, str, str | None]:
     """Gateway URL, trace URL template and Grafana URL of the running stack."""
     stack = NativeStack.load(RUN_DIR)
@@ -119,6 +143,9 @@ def main() -> int:
     commands.add_parser("ps", help="list its processes")
     commands.add_parser("logs", help="follow its logs")
     commands.add_parser("trace", help="send a chat request and print its trace")
+    break_it = commands.add_parser("fault", help="break the running stack on purpose")
+    break_it.add_argument("scenario", nargs="?", choices=sorted(SCENARIOS))
+    break_it.add_argument("--clear", action="store_true", help="undo every fault")
     bench = commands.add_parser("bench", help="telemetry on vs off: throughput ratio (wrk)")
     bench.add_argument("--rounds", type=int, default=3)
     bench.add_argument("--seconds", type=int, default=15)
@@ -130,6 +157,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.command == "up":
         return up(args.detach)
+    if args.command == "fault":
+        return fault(args.scenario, clear=args.clear)
     if args.command == "bench":
         report = run_bench(
             DEMO_API_KEY, rounds=args.rounds, seconds=args.seconds, connections=args.connections

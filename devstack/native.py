@@ -384,7 +384,8 @@ class NativeStack:
         if not state_file.exists():
             return None
         state = json.loads(state_file.read_text())
-        stack = cls(run_dir, Ports(**state["ports"]))
+        # Detached: what it starts again (a restarted component) outlives the caller.
+        stack = cls(run_dir, Ports(**state["ports"]), detachable=True)
         stack.running = [r for r in (Running(**raw) for raw in state["running"]) if _is_ours(r)]
         return stack
 

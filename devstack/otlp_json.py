@@ -28,6 +28,7 @@ class StoredSpan:
     status_code: int
     start_ns: int = 0
     end_ns: int = 0
+    event_names: tuple[str, ...] = ()  # e.g. "exception"
 
     @property
     def is_redis(self) -> bool:
@@ -53,6 +54,7 @@ def flatten(resource_spans: list[dict[str, Any]]) -> list[StoredSpan]:
                         status_code=span.get("status", {}).get("code", 0),
                         start_ns=int(span.get("startTimeUnixNano", 0)),
                         end_ns=int(span.get("endTimeUnixNano", 0)),
+                        event_names=tuple(e["name"] for e in span.get("events", [])),
                     )
                 )
     return spans

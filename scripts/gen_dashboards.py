@@ -463,6 +463,23 @@ def services_overview() -> model.Dashboard:
             w=12,
             h=8,
         ),
+        graph(
+            "Degraded replies (chat)",
+            [
+                prom(
+                    or_zero(
+                        f"sum by (chat_degraded_reason) (rate(chat_degraded_total{RATE}))",
+                        f"sum(rate(chat_replies_total{RATE}))",
+                    ),
+                    "{{chat_degraded_reason}}",
+                )
+            ],
+            unit="reqps",
+            description="Replies made without the cache service (it failed): uncached, "
+            "and with history_unsaved not saved either. Alert: RepliesDegraded.",
+            w=24,
+            h=6,
+        ),
     )
 
     b.row("Service graph")

@@ -26,8 +26,11 @@ async def _redis_failed(request: Request, exc: Exception) -> Response:
     """Redis down, slow or full: a 503/504 problem; the Redis span holds the cause."""
     if isinstance(exc, RedisTimeoutError):
         return problem_for(request, DownstreamError(504, "Redis did not answer in time."))
-    if isinstance(exc, ResponseError) and str(exc).startswith("OOM"):
-        # maxmemory reached with nothing left to evict (see deploy/redis/redis.conf).
-        failure = DownstreamError(503, "Redis is full: the write was refused.")
+    if isinstance(exc, ResponseError):
+        if str(exc).startswith("OOM"):
+            # maxmemory reached, nothing left to evict (see deploy/redis/redis.conf).
+            failure = DownstreamError(503, "Redis is full: the write was refused.")
+        else:  # e.g. WRONGTYPE: Redis is there, the command or the data is wrong
+            failure = DownstreamError(502, "Redis rejected the command.")
         return problem_for(request, failure)
     return problem_for(request, DownstreamError(503, "Redis is unavailable."))
