@@ -15,6 +15,9 @@ Set at start with ``<SERVICE>_FAULTS='{"redis": {"latency_ms": 700}}'``, and at
 run time, without a restart, through ``/admin/faults`` (GET, PUT a whole plan,
 DELETE to clear) with the ``X-Admin-Key`` header. The admin endpoints exist only
 when ``<SERVICE>_ADMIN_KEY`` is set, and are never in the OpenAPI document.
+
+A plan belongs to one process: with several uvicorn workers or replicas, each
+takes its own call (the environment variable reaches them all).
 """
 
 import asyncio

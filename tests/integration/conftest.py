@@ -46,7 +46,12 @@ def service_process(
 
 @contextmanager
 def chain(
-    receiver: OtlpReceiver, redis_url: str, log_dir: Path, env: dict[str, str] | None = None
+    receiver: OtlpReceiver,
+    redis_url: str,
+    log_dir: Path,
+    env: dict[str, str] | None = None,
+    *,
+    cache_workers: int = 2,
 ) -> Iterator[Stack]:
     """gateway -> chat -> cache -> Redis as uvicorn processes, exporting to ``receiver``;
     ``env`` adds to or overrides their environment."""
@@ -63,8 +68,8 @@ def chain(
         **(env or {}),
     }
     with ExitStack() as processes:
-        # Two cache workers: telemetry must survive uvicorn's worker processes.
-        cache_args = ("--workers", "2")
+        # Two cache workers by default: telemetry must survive uvicorn's workers.
+        cache_args = ("--workers", str(cache_workers))
         processes.enter_context(
             service_process("cache", ports["cache"], log_dir, service_env, cache_args)
         )
