@@ -7,7 +7,7 @@ import socket
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -51,13 +51,23 @@ def _gateway_env(stack: Stack, redis_url: str, **settings: str) -> dict[str, str
     }
 
 
+@contextmanager
+def edge_gateway(
+    stack: Stack, redis_url: str, log_dir: Path, *args: str, **settings: str
+) -> Iterator[Gateway]:
+    """A gateway in front of the stack's chat service; ``args`` go to uvicorn,
+    ``settings`` into its environment."""
+    port = free_port()
+    env = _gateway_env(stack, redis_url, **settings)
+    with service_process("gateway", port, log_dir, env, args):
+        yield Gateway(f"http://127.0.0.1:{port}", log_dir / f"gateway-{port}.log")
+
+
 @pytest.fixture(scope="module")
 def gateway(stack: Stack, redis_url: str, log_dir: Path) -> Iterator[Gateway]:
     """A gateway with two worker processes (so limits must be shared to hold)."""
-    port = free_port()
-    env = _gateway_env(stack, redis_url)
-    with service_process("gateway", port, log_dir, env, ("--workers", "2")):
-        yield Gateway(f"http://127.0.0.1:{port}", log_dir / f"gateway-{port}.log")
+    with edge_gateway(stack, redis_url, log_dir, "--workers", "2") as running:
+        yield running
 
 
 def _post_chat(url: str, message: str, headers: dict[str, str], **body: str) -> httpx.Response:
@@ -118,11 +128,12 @@ def test_a_trusted_traceparent_is_continued(stack: Stack, gateway: Gateway) -> N
 def test_an_untrusted_traceparent_starts_a_new_trace_linked_to_it(
     stack: Stack, redis_url: str, log_dir: Path
 ) -> None:
-    port = free_port()
-    env = _gateway_env(stack, redis_url, GATEWAY_TRUST_INCOMING_TRACE_CONTEXT="false")
-    with service_process("gateway", port, log_dir, env):
+    untrusting = edge_gateway(
+        stack, redis_url, log_dir, GATEWAY_TRUST_INCOMING_TRACE_CONTEXT="false"
+    )
+    with untrusting as gateway:
         headers = {**ALICE, "traceparent": CLIENT_TRACEPARENT, "baggage": SPOOFED}
-        response = _post_chat(f"http://127.0.0.1:{port}", f"hi {uuid.uuid4()}", headers)
+        response = _post_chat(gateway.url, f"hi {uuid.uuid4()}", headers)
     assert response.status_code == 200
     client_trace_id, client_span_id = CLIENT_TRACEPARENT.split("-")[1:3]
     trace_id = response.json()["trace_id"]
@@ -215,10 +226,9 @@ def test_api_responses_carry_security_headers_and_no_server_banner(gateway: Gate
 def test_slow_clients_are_bounded_by_the_concurrency_limit(
     stack: Stack, redis_url: str, log_dir: Path
 ) -> None:
-    port = free_port()
-    env = _gateway_env(stack, redis_url, UVICORN_LIMIT_CONCURRENCY="3")
-    with service_process("gateway", port, log_dir, env):
-        url = f"http://127.0.0.1:{port}/healthz"
+    with edge_gateway(stack, redis_url, log_dir, UVICORN_LIMIT_CONCURRENCY="3") as gateway:
+        url = f"{gateway.url}/healthz"
+        port = int(gateway.url.rsplit(":", 1)[1])
         # Three clients that start a request and never finish it.
         slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
         try:
@@ -268,11 +278,9 @@ def broken_chat() -> Iterator[str]:
 def test_a_500_keeps_its_headers_and_logs_one_linked_error(
     stack: Stack, redis_url: str, log_dir: Path, broken_chat: str
 ) -> None:
-    port = free_port()
-    env = _gateway_env(stack, redis_url, GATEWAY_CHAT_URL=broken_chat)
     origin = "http://localhost:3000"  # allowed by the default CORS settings
-    with service_process("gateway", port, log_dir, env):
-        response = _post_chat(f"http://127.0.0.1:{port}", "hello", {**ALICE, "Origin": origin})
+    with edge_gateway(stack, redis_url, log_dir, GATEWAY_CHAT_URL=broken_chat) as gateway:
+        response = _post_chat(gateway.url, "hello", {**ALICE, "Origin": origin})
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["detail"] == "An unexpected error occurred."
@@ -291,7 +299,7 @@ def test_a_500_keeps_its_headers_and_logs_one_linked_error(
     assert len(errors) == 1, errors
     record_attributes = {kv.key for kv in errors[0].record.attributes}
     assert "exception.type" in record_attributes
-    stdout = (log_dir / f"gateway-{port}.log").read_text()
+    stdout = gateway.log.read_text()
     error_lines = [json.loads(line) for line in stdout.splitlines() if '"level": "ERROR"' in line]
     assert [line["trace_id"] for line in error_lines] == [trace_id]
     assert "Traceback" in error_lines[0]["exception"]
@@ -365,12 +373,10 @@ def test_guessing_keys_turns_into_429_for_that_address_only(gateway: Gateway) ->
 
 
 def test_without_redis_the_gateway_fails_open_and_says_so(stack: Stack, log_dir: Path) -> None:
-    port = free_port()
     nowhere = f"redis://127.0.0.1:{free_port()}/0"
-    env = _gateway_env(stack, nowhere)
-    with service_process("gateway", port, log_dir, env):
+    with edge_gateway(stack, nowhere, log_dir) as gateway:
         statuses = [
-            _post_chat(f"http://127.0.0.1:{port}", "hello", ALICE).status_code
+            _post_chat(gateway.url, "hello", ALICE).status_code
             for _ in range(PER_MINUTE + 2)  # past the limit: nothing counts them
         ]
         assert statuses == [200] * (PER_MINUTE + 2)
@@ -382,7 +388,7 @@ def test_without_redis_the_gateway_fails_open_and_says_so(stack: Stack, log_dir:
             timeout=15,
             what="gateway.rate_limit.bypassed exported",
         )
-    stdout = (log_dir / f"gateway-{port}.log").read_text()
+    stdout = gateway.log.read_text()
     warnings = [line for line in stdout.splitlines() if "rate-limit store unreachable" in line]
     assert len(warnings) == 1 and '"level": "WARNING"' in warnings[0]
 
@@ -416,15 +422,15 @@ def test_api_keys_can_come_from_a_file_and_are_never_logged(
 ) -> None:
     keys_file = tmp_path / "api-keys.json"
     keys_file.write_text(json.dumps({"file-key-5b1e": "from-file"}))
-    port = free_port()
-    env = _gateway_env(stack, redis_url, GATEWAY_API_KEYS_FILE=str(keys_file))
-    env["GATEWAY_LOG_LEVEL"] = "DEBUG"
-    with service_process("gateway", port, log_dir, env):
-        url = f"http://127.0.0.1:{port}"
+    from_file = edge_gateway(
+        stack, redis_url, log_dir, GATEWAY_API_KEYS_FILE=str(keys_file), GATEWAY_LOG_LEVEL="DEBUG"
+    )
+    with from_file as gateway:
+        url = gateway.url
         assert _post_chat(url, "hello", {"X-API-Key": "file-key-5b1e"}).status_code == 200
         assert _post_chat(url, "hello", ALICE).status_code == 401  # the file replaced the env
         trace_id = _post_chat(url, "hello", {"X-API-Key": "file-key-5b1e"}).json()["trace_id"]
         _trace(stack, trace_id, {"gateway", "chat"})
-    assert "file-key-5b1e" not in (log_dir / f"gateway-{port}.log").read_text()
+    assert "file-key-5b1e" not in gateway.log.read_text()
     assert "file-key-5b1e" not in stack.receiver.everything()
     assert "from-file" in stack.receiver.everything()
