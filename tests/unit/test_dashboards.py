@@ -27,7 +27,8 @@ def test_every_fallback_in_the_committed_dashboards_comes_off() -> None:
         for target in panel.get("targets", [])
         if "* 0" in target.get("expr", "")
     ]
-    assert len(exprs) == 9  # 2 error ratios, Redis errors, 6 Collector drop counters
+    # 2 error ratios, degraded replies, Redis errors, 6 Collector drop counters
+    assert len(exprs) == 10
     for expr in exprs:
         failures_only = without_zero_fallback(expr)
         assert failures_only is not None
