@@ -10,12 +10,12 @@ UV_VERSION := 0.13.9
 UV := $(or $(shell command -v uv 2>/dev/null),.tools/uv/bin/uv)
 RUN := $(UV) run --frozen
 TOOLS_DIR ?= $(CURDIR)/.tools
-SERVICES := gateway chat cache
+# The services and their ports: services/registry.py is the one list (stdlib only, so
+# the system Python reads it before .venv exists).
+REGISTRY := $(PYTHON) -m services.registry
+SERVICES := $(shell $(REGISTRY) names)
 # Go code of this project's own (the other tools/ modules only pin upstream tools).
 GO_MODULES := otel-collector/servicegraphconnector tools/composecheck
-PORT_gateway := 8000
-PORT_chat := 8001
-PORT_cache := 8002
 
 ##@ The stack (Docker compose; without a Docker engine the same pipeline natively)
 
@@ -109,9 +109,10 @@ test-e2e: install redis tools ## The whole native pipeline, one trace id across 
 redis:
 	@scripts/require-redis.sh
 
-.PHONY: $(addprefix run-,$(SERVICES))
-run-%: install ## Run one service in the foreground: run-gateway, run-chat, run-cache
-	$(RUN) uvicorn services.$*.main:create_app --factory --port $(PORT_$*)
+# A pattern rule, not .PHONY targets: make skips pattern rules for phony targets.
+run-%: install ## Run one service in the foreground on its port: run-gateway, run-chat, ...
+	$(if $(filter $*,$(SERVICES)),,$(error no service '$*': one of $(SERVICES) (services/registry.py)))
+	$(RUN) uvicorn services.$*.main:create_app --factory --port $$($(REGISTRY) port $*)
 
 ##@ Configs and native tools
 

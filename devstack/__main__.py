@@ -125,7 +125,7 @@ def gateway_and_stores() -> tuple[str, str, str | None]:
     if stack is not None and stack.running:
         ports = stack.ports
         jaeger = f"http://127.0.0.1:{ports.jaeger_query}/api/v3/traces/{{trace_id}}"
-        return f"http://127.0.0.1:{ports.gateway}", jaeger, None
+        return f"http://127.0.0.1:{ports.entry}", jaeger, None
     # The Docker stack: Tempo's API and Grafana, published on localhost.
     return (
         "http://localhost:8000",

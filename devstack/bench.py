@@ -25,7 +25,6 @@ from pathlib import Path
 
 from devstack.backends import Backends
 from devstack.native import Ports, native_stack, service_components
-from devstack.processes import free_port
 
 # No simulated thinking, and no rate limit: wrk is one client at full speed.
 BENCH_ENV = {
@@ -84,13 +83,13 @@ def run_bench(api_key: str, *, rounds: int, seconds: int, connections: int) -> d
         script.write_text(WRK_SCRIPT % api_key)
         ports = Ports.free()
         with native_stack(run_dir, ports, service_env=BENCH_ENV) as stack:
-            off_ports = replace(ports, gateway=free_port(), chat=free_port(), cache=free_port())
+            off_ports = replace(ports, services=Ports.free_services())
             untraced = {**BENCH_ENV, "OTEL_SDK_DISABLED": "true"}
             untraced["CACHE_REDIS_URL"] = f"redis://127.0.0.1:{ports.redis}/1"
             stack.start_components(
                 [replace(c, name=f"{c.name}-off") for c in service_components(off_ports, untraced)]
             )
-            gateways = {"off": off_ports.gateway, "on": ports.gateway}
+            gateways = {"off": off_ports.entry, "on": ports.entry}
             for port in gateways.values():  # warm up: caches filled, connections open
                 _wrk(f"http://127.0.0.1:{port}", script, seconds=3, connections=connections)
             samples: dict[str, list[float]] = {side: [] for side in gateways}

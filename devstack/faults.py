@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from devstack.native import DEMO_ADMIN_KEY, SERVICE_NAMES, NativeStack
+from devstack.native import DEMO_ADMIN_KEY, NativeStack
+from services import registry
 
 COLLECTOR = "otel-collector"
 
@@ -153,7 +154,7 @@ def clear(target: Target) -> None:
     for scenario in SCENARIOS.values():
         if scenario.stops:
             target.start(scenario.stops)
-    for service in SERVICE_NAMES:
+    for service in registry.names():
         target.set_plan(service, {})
 
 

@@ -41,21 +41,24 @@ from devstack.processes import (
     stop_pid,
     wait_ready,
 )
+from services import registry
 
 REPO = Path(__file__).resolve().parents[1]
 LOOPBACK = "http://127.0.0.1"  # every process of the native stack binds here only
 DEMO_ADMIN_KEY = "demo-admin-key"  # the compose stack's is ADMIN_KEY in .env
-SERVICE_NAMES = ("gateway", "chat", "cache")
 TOOLS_BIN = REPO / os.environ.get("TOOLS_DIR", ".tools") / "bin"  # a relative TOOLS_DIR: from REPO
+
+
+def _registry_ports() -> dict[str, int]:
+    return {service.name: service.port for service in registry.SERVICES}
 
 
 @dataclass(frozen=True)
 class Ports:
     """Every port the native stack listens on (all on 127.0.0.1)."""
 
-    gateway: int = 8000
-    chat: int = 8001
-    cache: int = 8002
+    # Service name -> port; by default each service's own from services/registry.py.
+    services: Mapping[str, int] = field(default_factory=_registry_ports)
     # Not 6379: leave a Redis the machine may already run alone.
     redis: int = 6380
     otlp_grpc: int = 4317
@@ -71,10 +74,26 @@ class Ports:
     jaeger_metrics: int = 8889
     victoria_logs: int = 9428
 
+    @property
+    def entry(self) -> int:
+        """The port clients call (services/registry.py: the entry service's)."""
+        return self.services[registry.ENTRY.name]
+
+    def named(self) -> dict[str, int]:
+        """Every port by what listens on it, services included."""
+        others = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "services"}
+        return {**self.services, **others}
+
     @classmethod
     def free(cls) -> "Ports":
         """A free port for everything: a test stack beside a running ``make dev``."""
-        return cls(**{f.name: free_port() for f in fields(cls)})
+        others = {f.name: free_port() for f in fields(cls) if f.name != "services"}
+        return cls(services=cls.free_services(), **others)
+
+    @staticmethod
+    def free_services() -> dict[str, int]:
+        """A free port for every service (a second chain beside the first)."""
+        return {name: free_port() for name in registry.names()}
 
 
 @dataclass(frozen=True)
@@ -108,7 +127,7 @@ def collector_environment(ports: Ports) -> dict[str, str]:
 
 def uvicorn_command(service: str, port: int) -> list[str]:
     """One service, on loopback, with this interpreter (the project's .venv)."""
-    app = f"services.{service}.main:create_app"
+    app = registry.by_name(service).app
     return [
         sys.executable,
         "-m",
@@ -153,17 +172,16 @@ def redis_command(port: int, data_dir: Path) -> list[str]:
 
 
 def service_components(ports: Ports, env: Mapping[str, str] | None = None) -> list[Component]:
-    """The three services on ``ports``, wired to each other and to the Collector;
-    ``env`` adds to or overrides their environment."""
+    """The services on ``ports``, wired to each other and to the Collector, callees
+    first; ``env`` adds to or overrides their environment."""
+    urls = {name: f"{LOOPBACK}:{port}" for name, port in ports.services.items()}
+    urls[registry.REDIS] = f"redis://127.0.0.1:{ports.redis}/0"
     service_env = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"{LOOPBACK}:{ports.otlp_http}",
         "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=native",
-        "GATEWAY_CHAT_URL": f"{LOOPBACK}:{ports.chat}",
-        "CHAT_CACHE_URL": f"{LOOPBACK}:{ports.cache}",
-        "CACHE_REDIS_URL": f"redis://127.0.0.1:{ports.redis}/0",
-        "GATEWAY_REDIS_URL": f"redis://127.0.0.1:{ports.redis}/0",
+        **registry.dependency_environment(urls),
         # The admin endpoints (faults on purpose, `make fault`): on loopback only.
-        **{f"{name.upper()}_ADMIN_KEY": DEMO_ADMIN_KEY for name in SERVICE_NAMES},
+        **{f"{name.upper()}_ADMIN_KEY": DEMO_ADMIN_KEY for name in registry.names()},
         **(env or {}),
     }
 
@@ -176,11 +194,7 @@ def service_components(ports: Ports, env: Mapping[str, str] | None = None) -> li
             url=f"{LOOPBACK}:{port}/docs",
         )
 
-    return [
-        service("cache", ports.cache),
-        service("chat", ports.chat),
-        service("gateway", ports.gateway),
-    ]
+    return [service(s.name, ports.services[s.name]) for s in registry.start_order()]
 
 
 def components(
@@ -305,7 +319,7 @@ class NativeStack:
         missing = [tool for tool in _TOOLS if not (TOOLS_BIN / tool).exists()]
         if missing:
             raise RuntimeError(f"missing {missing} in {TOOLS_BIN}: run `make tools`")
-        busy = [name for name, port in asdict(self.ports).items() if not port_is_free(port)]
+        busy = [name for name, port in self.ports.named().items() if not port_is_free(port)]
         if busy:
             # A probe could otherwise see another program's port and call us ready.
             raise RuntimeError(f"ports in use: {busy} (is another stack running?)")

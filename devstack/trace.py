@@ -14,8 +14,9 @@ from typing import Any
 from devstack.otlp_json import StoredSpan, flatten
 from devstack.processes import wait_until
 from devstack.trace_id import full_trace_id
+from services import registry
 
-SERVICES = {"gateway", "chat", "cache"}
+SERVICES = set(registry.names())
 
 
 def send_chat(gateway: str, api_key: str, message: str | None = None) -> dict[str, Any]:

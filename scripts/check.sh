@@ -11,6 +11,8 @@
 #                labels), the Docker Engine/Compose version gate of `make up`, one `up`
 #                command line in code and docs, stop grace periods, Grafana's bundled
 #                plugins, trace id filters in Loki queries (scripts/check_stack.py)
+#   services     docker-compose.yml and the alert rules list the services of
+#                services/registry.py (scripts/check_services.py)
 #   collector    otel-collector/config.yaml validated by the built Collector
 #                (scripts/check_collector.sh), then once more with exactly the
 #                environment docker-compose.yml gives the otel-collector service
@@ -93,6 +95,7 @@ else
 fi
 
 check stack "${PY[@]}" scripts/check_stack.py
+check services "${PY[@]}" scripts/check_services.py
 
 if [[ -x scripts/check_collector.sh ]]; then
   check collector scripts/check_collector.sh

@@ -63,7 +63,7 @@ def backends(stack: NativeStack) -> Backends:
 @pytest.fixture(scope="session")
 def traffic(stack: NativeStack) -> Traffic:
     """A few dozen chats: 12 distinct messages twice (misses, then hits), in 3 sessions."""
-    gateway = f"http://127.0.0.1:{stack.ports.gateway}"
+    gateway = f"http://127.0.0.1:{stack.ports.entry}"
     topics = ("hello", "traces", "metrics", "logs", "spans", "bye")
     messages = [f"{topic} {uuid.uuid4().hex[:6]}" for topic in topics * 2]
     responses: list[dict[str, Any]] = []
@@ -97,7 +97,7 @@ def failures(stack: NativeStack, traffic: Traffic) -> None:
     message = f"a reply whose cache entry is broken {uuid.uuid4().hex[:6]}"
     with Redis(port=stack.ports.redis) as redis:
         redis.rpush(f"value:{reply_cache_key(message)}", "a list where a string should be")
-    gateway = f"http://127.0.0.1:{stack.ports.gateway}"
+    gateway = f"http://127.0.0.1:{stack.ports.entry}"
     with httpx.Client(base_url=gateway, headers={"X-API-Key": DEMO_API_KEY}, timeout=10) as client:
         for _ in range(3):
             response = client.post("/chat", json={"message": message})

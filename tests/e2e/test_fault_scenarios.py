@@ -75,7 +75,7 @@ class Traffic:
 
 @pytest.fixture
 def traffic(stack: NativeStack) -> Iterator[Traffic]:
-    traffic = Traffic(f"http://127.0.0.1:{stack.ports.gateway}")
+    traffic = Traffic(f"http://127.0.0.1:{stack.ports.entry}")
     threads = [threading.Thread(target=traffic.run, args=(i,)) for i in range(4)]
     for thread in threads:
         thread.start()

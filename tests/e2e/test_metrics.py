@@ -13,9 +13,10 @@ from devstack.processes import wait_until
 from devstack.trace_id import full_trace_id
 from scripts.check_grafana import substitute, walk_panels
 from scripts.gen_dashboards import without_zero_fallback
+from services import registry
 from tests.e2e.conftest import Traffic
 
-SERVICES = ("gateway", "chat", "cache")
+SERVICES = registry.names()
 
 # (series selector, why it must exist). A new metric is one line.
 SERIES = [
@@ -35,12 +36,7 @@ SERIES = [
     "otelcol_exporter_sent_spans_total",
     *(f'otel_sdk_exporter_span_exported_total{{service_name="{s}"}}' for s in SERVICES),
 ]
-SERVICE_GRAPH_EDGES = [
-    ("gateway", "chat"),
-    ("chat", "cache"),
-    ("cache", "redis"),
-    ("gateway", "redis"),  # the gateway's rate limits
-]
+SERVICE_GRAPH_EDGES = registry.edges()
 
 
 def _has_data(backends: Backends, query: str, timeout: float = 60) -> list[dict[str, Any]]:

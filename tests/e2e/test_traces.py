@@ -3,28 +3,23 @@
 import pytest
 
 from devstack.backends import Backends
-from devstack.otlp_json import CLIENT, SERVER, StoredSpan, flatten
+from devstack.otlp_json import CLIENT, SERVER, StoredSpan, flatten, missing_parts
 from devstack.processes import wait_until
+from services import registry
 from tests.e2e.conftest import Traffic
 
-SERVICES = ("gateway", "chat", "cache")
-# caller -> callee: each callee span under a caller's client span. A new edge is one line.
-# (The gateway's Redis calls are its rate-limit checks.)
-EDGES = (("gateway", "chat"), ("chat", "cache"), ("cache", "redis"), ("gateway", "redis"))
+SERVICES = registry.names()
+# caller -> callee: each callee span under a caller's client span (services/registry.py).
+EDGES = registry.edges()
 
 
 def _complete(backends: Backends, trace_id: str) -> list[StoredSpan]:
-    """The trace once every call in it arrived (one cache server span per chat
-    client span, Redis spans under them); spans of one trace arrive in pieces."""
+    """The trace once every call in it arrived (devstack.otlp_json.missing_parts);
+    spans of one trace arrive in pieces."""
 
     def probe() -> list[StoredSpan] | None:
         spans = flatten(backends.trace(trace_id))
-        servers = {s.service for s in spans if s.kind == SERVER}
-        chat_calls = [s for s in spans if s.service == "chat" and s.kind == CLIENT]
-        cache_servers = [s for s in spans if s.service == "cache" and s.kind == SERVER]
-        redis = [s for s in spans if s.is_redis and s.service == "cache"]
-        complete = servers == set(SERVICES) and len(cache_servers) == len(chat_calls)
-        return spans if complete and len(redis) >= len(cache_servers) else None
+        return spans if not missing_parts(spans) else None
 
     return wait_until(probe, timeout=60, what=f"trace {trace_id} complete in Jaeger")
 
@@ -56,6 +51,7 @@ def test_each_hop_is_parented_by_its_callers_client_span(
 
 def test_the_gateway_server_span_is_the_root(traces: dict[str, list[StoredSpan]]) -> None:
     for trace_id, spans in traces.items():
+        assert {span.service for span in spans} == set(SERVICES)
         roots = [s for s in spans if not s.parent_span_id]
         assert [(r.service, r.name, r.kind) for r in roots] == [("gateway", "POST /chat", SERVER)]
         assert all(span.status_code != 2 for span in spans), f"{trace_id} has an error span"
@@ -75,7 +71,7 @@ def test_resource_attributes_identify_the_service(
 
 def test_baggage_becomes_an_attribute_downstream(traces: dict[str, list[StoredSpan]]) -> None:
     for spans in traces.values():
-        downstream = [s for s in spans if s.service in ("chat", "cache")]
+        downstream = [s for s in spans if s.service != registry.ENTRY.name]
         assert {s.attributes.get("client.id") for s in downstream} == {"demo-client"}
 
 

@@ -1,4 +1,4 @@
-"""The three services as real uvicorn processes, exporting to a test OTLP receiver."""
+"""The services as real uvicorn processes, exporting to a test OTLP receiver."""
 
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -9,6 +9,7 @@ import pytest
 
 from devstack.native import uvicorn_command, uvicorn_settings
 from devstack.processes import free_port, http_ok
+from services import registry
 from tests.support.otlp import OtlpReceiver, otlp_receiver
 from tests.support.processes import running
 
@@ -53,28 +54,26 @@ def chain(
     *,
     cache_workers: int = 2,
 ) -> Iterator[Stack]:
-    """gateway -> chat -> cache -> Redis as uvicorn processes, exporting to ``receiver``;
-    ``env`` adds to or overrides their environment."""
-    ports = {service: free_port() for service in ("gateway", "chat", "cache")}
+    """Every service of services/registry.py as a uvicorn process on a free port,
+    callees first, exporting to ``receiver``; ``env`` adds to or overrides their
+    environment."""
+    ports = {service: free_port() for service in registry.names()}
+    urls = {service: f"http://127.0.0.1:{port}" for service, port in ports.items()}
     service_env = {
         **FAST_EXPORT,
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
         "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=test",
-        "CACHE_REDIS_URL": redis_url,
-        "GATEWAY_REDIS_URL": redis_url,
-        "CHAT_CACHE_URL": f"http://127.0.0.1:{ports['cache']}",
         "CHAT_THINKING_BASE_MS": "300",
-        "GATEWAY_CHAT_URL": f"http://127.0.0.1:{ports['chat']}",
+        **registry.dependency_environment({**urls, registry.REDIS: redis_url}),
         **(env or {}),
     }
     with ExitStack() as processes:
         # Two cache workers by default: telemetry must survive uvicorn's workers.
-        cache_args = ("--workers", str(cache_workers))
-        processes.enter_context(
-            service_process("cache", ports["cache"], log_dir, service_env, cache_args)
-        )
-        for service in ("chat", "gateway"):
-            processes.enter_context(service_process(service, ports[service], log_dir, service_env))
+        workers = {"cache": cache_workers}
+        for service in registry.start_order():
+            name = service.name
+            extra = ("--workers", str(workers[name])) if name in workers else ()
+            processes.enter_context(service_process(name, ports[name], log_dir, service_env, extra))
         yield Stack(receiver=receiver, ports=ports)
 
 

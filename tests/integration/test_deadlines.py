@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from devstack.native import DEMO_ADMIN_KEY
+from services import registry
 from services.gateway.settings import DEMO_API_KEY
 from tests.integration.conftest import Stack, chain
 from tests.support.otlp import otlp_receiver
@@ -39,7 +40,7 @@ def budgeted(redis_url: str, log_dir: Path) -> Iterator[Stack]:
 @pytest.fixture(autouse=True)
 def no_faults_after(budgeted: Stack) -> Iterator[None]:
     yield
-    for service in ("gateway", "chat", "cache"):
+    for service in registry.names():
         httpx.delete(
             f"{budgeted.url(service)}/admin/faults", headers={"X-Admin-Key": DEMO_ADMIN_KEY}
         )

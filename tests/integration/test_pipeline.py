@@ -8,51 +8,39 @@ from pathlib import Path
 import httpx
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from devstack.otlp_json import missing_parts
 from devstack.processes import free_port, wait_until
+from services import registry
 from services.gateway.settings import DEMO_API_KEY
 from tests.integration.conftest import FAST_EXPORT, Stack, service_process
 from tests.support.otlp import ReceivedSpan, otlp_receiver
 
-SERVICES = ("gateway", "chat", "cache")
+SERVICES = registry.names()
 KEY = {"X-API-Key": DEMO_API_KEY}
 
 
 def _chat(stack: Stack, message: str) -> tuple[httpx.Response, float]:
     started = time.monotonic()
     response = httpx.post(
-        f"{stack.url('gateway')}/chat", json={"message": message}, headers=KEY, timeout=10
+        f"{stack.url(registry.ENTRY.name)}/chat", json={"message": message}, headers=KEY, timeout=10
     )
     return response, time.monotonic() - started
 
 
 def _complete_trace(stack: Stack, trace_id: str) -> list[ReceivedSpan]:
-    """Wait until every call in the trace has arrived: one cache server span per
-    chat client span, and at least one Redis span under each of them."""
+    """The trace once every call in it has arrived (devstack.otlp_json.missing_parts)."""
 
     def probe() -> list[ReceivedSpan] | None:
         spans = stack.receiver.spans_of(trace_id)
-        servers = [s for s in spans if s.span.kind == Span.SPAN_KIND_SERVER]
-        chat_calls = [
-            s for s in spans if s.service == "chat" and s.span.kind == Span.SPAN_KIND_CLIENT
-        ]
-        cache_servers = [s for s in servers if s.service == "cache"]
-        redis = [
-            s
-            for s in spans
-            if s.service == "cache" and s.attributes.get("db.system.name") == "redis"
-        ]
-        complete = (
-            {s.service for s in servers} == set(SERVICES)
-            and len(cache_servers) == len(chat_calls)
-            and len(redis) >= len(cache_servers)
-        )
-        return spans if complete else None
+        return spans if not missing_parts(spans) else None
 
     try:
         return wait_until(probe, timeout=15, what=f"trace {trace_id}")
     except TimeoutError as exc:
-        seen = [(s.service, s.span.name) for s in stack.receiver.spans_of(trace_id)]
-        raise AssertionError(f"incomplete trace, got {seen}") from exc
+        spans = stack.receiver.spans_of(trace_id)
+        seen = [(s.service, s.span.name) for s in spans]
+        missing = missing_parts(spans)
+        raise AssertionError(f"incomplete trace: missing {missing}, got {seen}") from exc
 
 
 def test_two_requests_one_trace_each_and_the_second_is_a_cache_hit(stack: Stack) -> None:
@@ -68,13 +56,13 @@ def test_two_requests_one_trace_each_and_the_second_is_a_cache_hit(stack: Stack)
         assert response.headers["x-trace-id"] == trace_id
         spans = _complete_trace(stack, trace_id)
         by_id = {s.span_id: s for s in spans}
-        # Every server span (but the gateway's, the root) is the child of a client
-        # span of the service before it in the chain.
-        callers = {"chat": "gateway", "cache": "chat"}
+        # Every server span (but the entry service's, the root) is the child of a
+        # client span of the service before it in the chain.
+        callers = {service.calls: service.name for service in registry.SERVICES}
         for span in spans:
             if span.span.kind != Span.SPAN_KIND_SERVER:
                 continue
-            if span.service == "gateway":
+            if span.service == registry.ENTRY.name:
                 assert span.parent_span_id == ""
                 continue
             parent = by_id[span.parent_span_id]
@@ -83,13 +71,13 @@ def test_two_requests_one_trace_each_and_the_second_is_a_cache_hit(stack: Stack)
         # Redis commands: the cache's own, and the gateway's rate-limit checks,
         # each under its service's server span.
         for redis in (s for s in spans if s.attributes.get("db.system.name") == "redis"):
-            assert redis.service in ("cache", "gateway")
             parent = by_id[redis.parent_span_id]
             assert (parent.service, parent.span.kind) == (redis.service, Span.SPAN_KIND_SERVER)
+            assert registry.REDIS in registry.by_name(redis.service).dependencies
+        assert {s.service for s in spans} == set(SERVICES)
         assert {s.resource["deployment.environment.name"] for s in spans} == {"test"}
-        assert {s.attributes.get("client.id") for s in spans if s.service != "gateway"} == {
-            "demo-client"
-        }
+        downstream = [s for s in spans if s.service != registry.ENTRY.name]
+        assert {s.attributes.get("client.id") for s in downstream} == {"demo-client"}
 
         def logs_of_both(tid: str = trace_id) -> bool | None:
             services = {log.service for log in stack.receiver.logs_of(tid)}

@@ -68,6 +68,10 @@ class ReceivedSpan:
     def attributes(self) -> dict[str, object]:
         return attributes(self.span.attributes)
 
+    @property
+    def kind(self) -> int:
+        return self.span.kind
+
 
 @dataclass(frozen=True)
 class ReceivedLog:

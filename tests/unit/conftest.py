@@ -1,4 +1,5 @@
-"""The three apps chained in one process, each with in-memory exporters.
+"""The apps of services/registry.py chained in one process, each with in-memory
+exporters.
 
 Requests travel gateway -> chat -> cache through ``httpx.ASGITransport`` (no
 sockets), Redis is a real redis-server, and every span, metric and log a
@@ -8,6 +9,7 @@ request produces can be read as soon as its response is back.
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from importlib import import_module
 from typing import Any, Protocol
 
 import httpx
@@ -20,17 +22,16 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from redis import Redis
 
-from services.cache.main import create_app as create_cache
+from services import registry
 from services.cache.settings import CacheSettings
-from services.chat.main import create_app as create_chat
 from services.chat.settings import ChatSettings
 from services.common.app import Wiring
-from services.gateway.main import create_app as create_gateway
+from services.common.settings import ServiceSettings
 from services.gateway.rate_limit import KEY_PREFIX as RATE_LIMIT_PREFIX
 from services.gateway.settings import DEMO_API_KEY, GatewaySettings
 from services.telemetry import TelemetryExporters
 
-SERVICES = ("gateway", "chat", "cache")
+SERVICES = registry.names()
 
 
 class _HasAttributes(Protocol):
@@ -127,19 +128,34 @@ async def chain(
     otel_env: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Chain]:
+    """Every service's app, callees first, each one's requests going to the next
+    in-process; a service without settings here reads its defaults (and the
+    environment, where the test's Redis is)."""
     for name, value in otel_env.items():
         monkeypatch.setenv(name, value)
     redis = Redis.from_url(redis_url, decode_responses=True)
     redis.flushdb()
+    # The test's Redis, for every service that calls Redis (HTTP calls stay in-process).
+    for service in registry.SERVICES:
+        if registry.REDIS in service.dependencies:
+            monkeypatch.setenv(service.setting(registry.REDIS), redis_url)
+    settings: dict[str, ServiceSettings] = {
+        "cache": cache_settings,
+        "chat": chat_settings,
+        "gateway": gateway_settings,
+    }
     telemetry = {service: InMemoryTelemetry() for service in SERVICES}
-    cache = create_cache(cache_settings, telemetry["cache"].wiring())
-    chat = create_chat(chat_settings, telemetry["chat"].wiring(downstream=cache))
-    gateway = create_gateway(gateway_settings, telemetry["gateway"].wiring(downstream=chat))
+    apps: list[FastAPI] = []
+    for service in registry.start_order():
+        create_app = import_module(service.module).create_app
+        downstream = apps[-1] if apps else None
+        wiring = telemetry[service.name].wiring(downstream=downstream)
+        apps.append(create_app(settings.get(service.name), wiring))
     async with AsyncExitStack() as stack:
-        for app in (cache, chat, gateway):
+        for app in apps:
             await stack.enter_async_context(_lifespan(app))
         client = await stack.enter_async_context(
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://gw")
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=apps[-1]), base_url="http://gw")
         )
         yield Chain(gateway=client, telemetry=telemetry, redis=redis)
     redis.close()

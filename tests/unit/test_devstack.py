@@ -19,7 +19,7 @@ def test_native_env_file_matches_what_make_dev_sets() -> None:
 
 def test_every_component_binds_loopback_only(tmp_path: Path) -> None:
     ports = Ports.free()
-    assert len(set(vars(ports).values())) == len(vars(ports))  # no port used twice
+    assert len(set(ports.named().values())) == len(ports.named())  # no port used twice
     for component in components(ports, tmp_path):
         for value in [*component.command, *component.env.values()]:
             assert "0.0.0.0" not in value, (component.name, value)  # noqa: S104

@@ -16,7 +16,7 @@ import pytest
 
 from services.telemetry import Telemetry, configure_telemetry
 from services.telemetry._otlp import Signal, otlp_protocol
-from tests.unit.conftest import Chain, InMemoryTelemetry
+from tests.unit.conftest import SERVICES, Chain, InMemoryTelemetry
 
 # Every variable these tests set: cleared first, so the shell running pytest cannot decide.
 VARIABLES = (
@@ -136,7 +136,7 @@ async def test_a_request_sampled_out_has_no_spans_but_is_counted_in_http_metrics
     # The trace id is still returned, with the "sampled" flag off.
     assert not _sampled_flag(response.headers["traceresponse"])
     assert chain.all_spans() == []
-    for service in ("gateway", "chat", "cache"):
+    for service in SERVICES:
         assert chain.metric_points(service)["http.server.request.duration"]
 
 
@@ -144,7 +144,7 @@ async def test_a_request_sampled_out_has_no_spans_but_is_counted_in_http_metrics
 async def test_a_request_sampled_in_is_traced_in_every_service(chain: Chain) -> None:
     response = await chain.chat("hello, sampled in")
     assert _sampled_flag(response.headers["traceresponse"])
-    assert {service for service, _ in chain.all_spans()} == {"gateway", "chat", "cache"}
+    assert {service for service, _ in chain.all_spans()} == set(SERVICES)
 
 
 # --- OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES -----------------------------------

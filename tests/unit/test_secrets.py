@@ -5,7 +5,7 @@ import json
 import pytest
 
 from services.gateway.settings import DEMO_API_KEY
-from tests.unit.conftest import Chain
+from tests.unit.conftest import SERVICES, Chain
 
 SECRETS = {
     "X-API-Key": DEMO_API_KEY,
@@ -40,7 +40,7 @@ async def test_no_secret_in_spans_logs_or_metrics(
         recorded.append(span.to_json())
     for log in chain.logs():
         recorded.append(log.to_json())
-    for service in ("gateway", "chat", "cache"):
+    for service in SERVICES:
         for name, points in chain.metric_points(service).items():
             recorded.extend(f"{name} {json.dumps(dict(p.attributes))}" for p in points)
     stdout = capsys.readouterr().out  # the JSON log lines

@@ -1,9 +1,9 @@
-"""One chat request, as the three services' in-memory exporters saw it."""
+"""One chat request, as every service's in-memory exporters saw it."""
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode, format_span_id, format_trace_id
 
-from tests.unit.conftest import Chain, attrs
+from tests.unit.conftest import SERVICES, Chain, attrs
 
 
 def _by_name(spans: list[ReadableSpan], name: str) -> list[ReadableSpan]:
@@ -25,7 +25,7 @@ async def test_a_chat_request_is_one_trace_across_every_service(chain: Chain) ->
 
     spans = chain.all_spans()
     assert {format_trace_id(span.context.trace_id) for _, span in spans} == {trace_id}
-    assert {service for service, _ in spans} == {"gateway", "chat", "cache"}
+    assert {service for service, _ in spans} == set(SERVICES)
 
     gateway_server = _one(chain.spans("gateway"), "POST /chat")
     assert gateway_server.kind is SpanKind.SERVER
@@ -88,7 +88,7 @@ async def test_business_spans_say_what_happened(chain: Chain) -> None:
 async def test_baggage_from_the_gateway_labels_downstream_spans(chain: Chain) -> None:
     await chain.chat("hi")
     assert attrs(_one(chain.spans("gateway"), "POST /chat"))["client.id"] == "demo-client"
-    for service in ("chat", "cache"):
+    for service in SERVICES[1:]:  # downstream of the entry point
         spans = chain.spans(service)
         assert spans
         assert {attrs(span).get("client.id") for span in spans} == {"demo-client"}
@@ -96,7 +96,7 @@ async def test_baggage_from_the_gateway_labels_downstream_spans(chain: Chain) ->
 
 async def test_resource_identifies_each_service(chain: Chain) -> None:
     await chain.chat("hi")
-    for service in ("gateway", "chat", "cache"):
+    for service in SERVICES:
         resource = chain.spans(service)[0].resource.attributes
         assert resource["service.name"] == service
         assert resource["service.namespace"] == "otel-chat-demo"

@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""The files that cannot read services/registry.py agree with it.
+
+    python scripts/check_services.py     (make check runs it)
+
+Everything written in Python (Makefile targets via `python3 -m services.registry`,
+devstack, the tests) reads the registry. docker-compose.yml and the Prometheus
+alert rules cannot, so they name the services themselves; this fails when they
+drift:
+
+- docker-compose.yml: one service per registry entry, built from the Dockerfile
+  with SERVICE=<name> and PORT=<port>, running `uvicorn <app> --port <port>`, a
+  <NAME>_<DEPENDENCY>_URL pointing at each service (or Redis) it calls, started
+  after the one it depends on is healthy; no other service built with a SERVICE
+  argument; only the entry service's port published.
+- deploy/prometheus/rules/alerts.yml: ServiceDown watches exactly the registry's
+  services.
+
+Exit status 0 when they agree, 1 otherwise. Standard library, PyYAML and the registry.
+"""
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from services import registry
+
+REPO = Path(__file__).resolve().parent.parent
+COMPOSE = REPO / "docker-compose.yml"
+ALERTS = REPO / "deploy/prometheus/rules/alerts.yml"
+
+
+def compose_problems(compose: dict[str, Any]) -> list[str]:
+    """Where docker-compose.yml (loaded) and the registry disagree."""
+    services: dict[str, Any] = compose.get("services") or {}
+    problems = []
+    built = {
+        name
+        for name, service in services.items()
+        if "SERVICE" in ((service.get("build") or {}).get("args") or {})
+    }
+    for extra in sorted(built - set(registry.names())):
+        problems.append(f"{extra} is built from the Dockerfile but not in services/registry.py")
+    for entry in registry.SERVICES:
+        service = services.get(entry.name)
+        if service is None:
+            problems.append(f"{entry.name}: missing (services/registry.py lists it)")
+            continue
+        problems.extend(f"{entry.name}: {problem}" for problem in _service_problems(entry, service))
+    return problems
+
+
+def _service_problems(entry: registry.Service, service: dict[str, Any]) -> list[str]:
+    problems = []
+    args = (service.get("build") or {}).get("args") or {}
+    expected_args = {"SERVICE": entry.name, "PORT": str(entry.port)}
+    for key, value in expected_args.items():
+        if str(args.get(key)) != value:
+            problems.append(f"build arg {key}={args.get(key)}, the registry says {value}")
+    command = [str(part) for part in service.get("command") or []]
+    port = command[command.index("--port") + 1] if "--port" in command[:-1] else None
+    if entry.app not in command or port != str(entry.port):
+        problems.append(f"command {command} does not run {entry.app} on port {entry.port}")
+    environment = service.get("environment") or {}
+    for dependency in entry.dependencies:
+        url = str(environment.get(entry.setting(dependency), ""))
+        callee = registry.by_name(dependency) if dependency != registry.REDIS else None
+        expected_url = f"http://{callee.name}:{callee.port}" if callee else "redis://redis:"
+        if not url.startswith(expected_url):
+            problems.append(f"{entry.setting(dependency)}={url!r}, expected {expected_url}...")
+    depends_on = service.get("depends_on") or {}
+    condition = (depends_on.get(entry.calls) or {}).get("condition")
+    if condition != "service_healthy":
+        problems.append(f"does not wait for {entry.calls} to be healthy (depends_on)")
+    published = [str(port).rsplit(":", 1)[-1] for port in service.get("ports") or []]
+    if entry == registry.ENTRY and published != [str(entry.port)]:
+        problems.append(f"publishes {published}; the entry service publishes its port only")
+    if entry != registry.ENTRY and published:
+        problems.append(f"publishes {published}: only the entry service is reachable from outside")
+    return problems
+
+
+def alert_problems(rules: dict[str, Any]) -> list[str]:
+    """Where alerts.yml's ServiceDown and the registry disagree."""
+    for group in rules.get("groups") or []:
+        for rule in group.get("rules") or []:
+            if rule.get("alert") == "ServiceDown":
+                watched = set(re.findall(r'job="otel-chat-demo/([^"]+)"', rule["expr"]))
+                expected = set(registry.names())
+                if watched != expected:
+                    return [f"ServiceDown watches {sorted(watched)}, not {sorted(expected)}"]
+                return []
+    return ["no ServiceDown alert"]
+
+
+def main() -> int:
+    problems = [f"services/registry.py: {problem}" for problem in registry.problems()]
+    compose = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    problems += [f"docker-compose.yml: {problem}" for problem in compose_problems(compose)]
+    rules = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
+    problems += [f"{ALERTS.relative_to(REPO)}: {problem}" for problem in alert_problems(rules)]
+    for problem in problems:
+        print(f"FAIL {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    print(f"check_services: OK (compose and alert rules list {', '.join(registry.names())})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

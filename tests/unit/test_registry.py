@@ -1,0 +1,140 @@
+"""services/registry.py is the one list of services, and nothing drifts from it."""
+
+import copy
+import subprocess
+import sys
+from dataclasses import replace
+from importlib import import_module
+from typing import Any
+
+import pytest
+import yaml
+
+from devstack.native import REPO, Ports, service_components
+from scripts.check_services import ALERTS, COMPOSE, alert_problems, compose_problems
+from services import registry
+from services.common.settings import ServiceSettings
+
+
+def test_the_registry_is_a_chain_from_the_entry_point_to_redis() -> None:
+    assert registry.problems() == []
+    assert registry.edges() == (
+        ("gateway", "chat"),
+        ("chat", "cache"),
+        ("cache", "redis"),
+        ("gateway", "redis"),  # on the side: its rate limits
+    )
+
+
+def test_a_broken_list_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    gateway, chat, cache = registry.SERVICES
+    broken = (gateway, replace(chat, port=gateway.port, calls="redis", uses=("search",)), cache)
+    monkeypatch.setattr(registry, "SERVICES", broken)
+    problems = registry.problems()
+    assert any("port is used twice" in p for p in problems), problems
+    assert any("chat calls redis, the chain needs cache" in p for p in problems), problems
+    assert any("chat uses search, which is neither" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("service", registry.SERVICES, ids=lambda s: s.name)
+def test_each_service_reads_where_its_dependencies_are(service: registry.Service) -> None:
+    """<NAME>_<DEPENDENCY>_URL, which devstack and compose set, is a field of its settings."""
+    module = import_module(f"services.{service.name}.settings")
+    classes = [
+        value
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and issubclass(value, ServiceSettings)
+        and value.model_config.get("env_prefix") == f"{service.name.upper()}_"
+    ]
+    assert len(classes) == 1, classes
+    for dependency in service.dependencies:
+        assert f"{dependency}_url" in classes[0].model_fields
+
+
+def test_the_native_stack_starts_the_registry_callees_first() -> None:
+    components = service_components(Ports())
+    assert [c.name for c in components] == ["cache", "chat", "gateway"]
+    env = components[0].env
+    assert env["GATEWAY_CHAT_URL"] == "http://127.0.0.1:8001"
+    assert env["CHAT_CACHE_URL"] == "http://127.0.0.1:8002"
+    assert env["CACHE_REDIS_URL"] == env["GATEWAY_REDIS_URL"] == "redis://127.0.0.1:6380/0"
+    assert Ports().services == {"gateway": 8000, "chat": 8001, "cache": 8002}
+
+
+def test_make_reads_the_registry() -> None:
+    def registry_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "services.registry", *args]
+        return subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+
+    assert registry_cli("names").stdout.split() == list(registry.names())
+    assert registry_cli("port", "chat").stdout.strip() == "8001"
+    unknown = registry_cli("port", "nosuch")
+    assert unknown.returncode == 2 and "no service 'nosuch'" in unknown.stderr
+
+    def make_dry_run(target: str) -> subprocess.CompletedProcess[str]:
+        # UV=/bin/true: a dry run needs no uv (the recipe is printed, not run).
+        command = ["make", "-n", target, "UV=/bin/true"]
+        return subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+
+    assert "--port $(python3 -m services.registry port chat)" in make_dry_run("run-chat").stdout
+    unknown_target = make_dry_run("run-nosuch")
+    assert unknown_target.returncode != 0
+    assert "no service 'nosuch': one of gateway chat cache" in unknown_target.stderr
+
+
+# --- Files that cannot import the registry are checked against it (make check) ----------
+
+
+@pytest.fixture
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return loaded
+
+
+def test_compose_agrees_with_the_registry(compose: dict[str, Any]) -> None:
+    assert compose_problems(compose) == []
+
+
+def _drifted(compose: dict[str, Any], change: str) -> dict[str, Any]:
+    drifted = copy.deepcopy(compose)
+    services = drifted["services"]
+    if change == "a service is missing":
+        del services["chat"]
+    elif change == "a port differs":
+        services["cache"]["build"]["args"]["PORT"] = "8003"
+    elif change == "an unlisted service":
+        services["search"] = copy.deepcopy(services["cache"])
+        services["search"]["build"]["args"]["SERVICE"] = "search"
+    elif change == "a dependency url":
+        services["chat"]["environment"]["CHAT_CACHE_URL"] = "http://cache:9999"
+    elif change == "a side dependency missing":
+        del services["gateway"]["environment"]["GATEWAY_REDIS_URL"]
+    elif change == "an internal port published":
+        services["chat"]["ports"] = ["127.0.0.1:8001:8001"]
+    return drifted
+
+
+@pytest.mark.parametrize(
+    ("change", "reported"),
+    [
+        ("a service is missing", "chat: missing"),
+        ("a port differs", "cache: build arg PORT=8003"),
+        ("an unlisted service", "search is built from the Dockerfile"),
+        ("a dependency url", "CHAT_CACHE_URL='http://cache:9999'"),
+        ("a side dependency missing", "gateway: GATEWAY_REDIS_URL=''"),
+        ("an internal port published", "chat: publishes ['8001']"),
+    ],
+)
+def test_compose_drift_is_reported(compose: dict[str, Any], change: str, reported: str) -> None:
+    problems = compose_problems(_drifted(compose, change))
+    assert any(reported in problem for problem in problems), problems
+
+
+def test_the_service_down_alert_watches_every_service() -> None:
+    rules: dict[str, Any] = yaml.safe_load(ALERTS.read_text())
+    assert alert_problems(rules) == []
+    text = ALERTS.read_text().replace(
+        'or absent_over_time(target_info{job="otel-chat-demo/chat"}[2m])', ""
+    )
+    assert "ServiceDown watches ['cache', 'gateway']" in alert_problems(yaml.safe_load(text))[0]
