@@ -42,8 +42,14 @@ fault-clear: install ## Undo every fault of `make fault`
 	$(RUN) python -m devstack fault --clear
 
 .PHONY: trace load
-trace: install ## Send one chat request and print its trace from Tempo (or Jaeger natively)
-	$(RUN) python -m devstack trace
+# $(call given,VAR,ARGS): ARGS when VAR=... is on make's command line (not merely in the
+# environment, where names like SESSION are common). Command-line variables reach the
+# recipe's environment, so "$$MESSAGE" passes any text through intact.
+given = $(if $(filter command line,$(origin $1)),$2)
+trace: install ## One request's waterfall and logs (ID=<trace id>, MESSAGE=, SESSION=, JSON=1)
+	$(RUN) python -m devstack trace $(call given,ID,--id "$$ID") \
+	  $(call given,MESSAGE,--message "$$MESSAGE") $(call given,SESSION,--session "$$SESSION") \
+	  $(call given,JSON,--json)
 
 load: install ## Load-test the gateway (REQUESTS=2000 CONCURRENCY=16 DURATION=60)
 	$(RUN) python -m devstack load --requests $(or $(REQUESTS),2000) \

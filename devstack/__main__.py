@@ -3,6 +3,7 @@
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -14,7 +15,8 @@ from devstack.bench import print_report, run_bench
 from devstack.faults import SCENARIOS
 from devstack.load import run_load
 from devstack.native import REPO, NativeStack, Ports
-from devstack.trace import show_trace
+from devstack.trace import TraceError, find_stores, trace_view
+from devstack.waterfall import as_json, print_view
 from services.gateway.settings import DEMO_API_KEY
 
 RUN_DIR = Path(os.environ.get("DEVSTACK_RUN_DIR", REPO / ".run"))
@@ -119,19 +121,26 @@ def fault(name: str | None, *, clear: bool) -> int:
     return 0
 
 
-def gateway_and_stores() -> tuple[str, str, str | None]:
-    """Gateway URL, trace URL template and Grafana URL of the running stack."""
-    stack = NativeStack.load(RUN_DIR)
-    if stack is not None and stack.running:
-        ports = stack.ports
-        jaeger = f"http://127.0.0.1:{ports.jaeger_query}/api/v3/traces/{{trace_id}}"
-        return f"http://127.0.0.1:{ports.entry}", jaeger, None
-    # The Docker stack: Tempo's API and Grafana, published on localhost.
-    return (
-        "http://localhost:8000",
-        "http://localhost:3200/api/v2/traces/{trace_id}",
-        ("http://localhost:3000"),
-    )
+def trace(args: argparse.Namespace, api_key: str) -> int:
+    """``make trace``: print the trace (or its JSON); a clear message and a non-zero
+    exit when it cannot."""
+    try:
+        view = trace_view(
+            find_stores(RUN_DIR),
+            trace_id=args.trace_id,
+            message=args.message,
+            session=args.session,
+            api_key=api_key,
+            timeout=args.timeout,
+        )
+    except TraceError as exc:
+        print(f"make trace: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if args.json:
+        print(json.dumps(as_json(view), indent=2))
+    else:
+        print_view(view)
+    return 0
 
 
 def main() -> int:
@@ -142,7 +151,14 @@ def main() -> int:
     commands.add_parser("down", help="stop the detached native stack")
     commands.add_parser("ps", help="list its processes")
     commands.add_parser("logs", help="follow its logs")
-    commands.add_parser("trace", help="send a chat request and print its trace")
+    trace_cmd = commands.add_parser("trace", help="send a chat request and print its trace")
+    trace_cmd.add_argument("--id", dest="trace_id", help="show this trace instead (any form)")
+    trace_cmd.add_argument("--message", help="the chat message to send")
+    trace_cmd.add_argument("--session", help="continue this session")
+    trace_cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    trace_cmd.add_argument(
+        "--timeout", type=float, default=30, help="seconds to wait for the whole trace"
+    )
     break_it = commands.add_parser("fault", help="break the running stack on purpose")
     break_it.add_argument("scenario", nargs="?", choices=sorted(SCENARIOS))
     break_it.add_argument("--clear", action="store_true", help="undo every fault")
@@ -165,15 +181,13 @@ def main() -> int:
         )
         print_report(report)
         return 0
-    gateway, trace_url, grafana = gateway_and_stores()
     api_key = os.environ.get("API_KEY", DEMO_API_KEY)
     if args.command == "trace":
-        show_trace(gateway, api_key, trace_url, grafana)
-        return 0
+        return trace(args, api_key)
     if args.command == "load":
         asyncio.run(
             run_load(
-                gateway,
+                find_stores(RUN_DIR).gateway,
                 api_key,
                 requests=args.requests,
                 concurrency=args.concurrency,

@@ -1,14 +1,29 @@
-"""Spans as trace stores return them in OTLP JSON (Jaeger's /api/v3, Tempo's
-/api/v2), flattened; and whether a trace has all arrived: for ``make trace`` and
-the tests."""
+"""Spans as trace stores return them in OTLP JSON, flattened; and whether a trace
+has all arrived. For ``make trace`` and the tests.
 
+Jaeger's ``/api/v3/traces/<id>`` answers ``{"result": {"resourceSpans": [...]}}``
+in OTLP JSON proper: hex ids, enums as numbers. Tempo's ``/api/v2/traces/<id>``
+answers ``{"trace": {"resourceSpans": [...]}}`` marshalled by gogo/jsonpb: ids in
+base64, kinds and status codes as enum names (``SPAN_KIND_SERVER``), 64-bit
+numbers as strings (Tempo's docs, api_docs/pushing-spans-with-http.md). Both
+become the same :class:`StoredSpan`.
+"""
+
+import base64
+import binascii
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from services import registry
 
-SERVER, CLIENT = 2, 3  # OTLP span kinds
+INTERNAL, SERVER, CLIENT = 1, 2, 3  # OTLP span kinds
+UNSET, OK, ERROR = 0, 1, 2  # OTLP status codes
+_KINDS = {"SPAN_KIND_INTERNAL": 1, "SPAN_KIND_SERVER": 2, "SPAN_KIND_CLIENT": 3}
+_KINDS |= {"SPAN_KIND_PRODUCER": 4, "SPAN_KIND_CONSUMER": 5, "SPAN_KIND_UNSPECIFIED": 0}
+_STATUS = {"STATUS_CODE_UNSET": UNSET, "STATUS_CODE_OK": OK, "STATUS_CODE_ERROR": ERROR}
+_HEX_ID = re.compile(r"[0-9a-fA-F]{16}|[0-9a-fA-F]{32}")
 
 
 def attributes(pairs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -18,6 +33,20 @@ def attributes(pairs: list[dict[str, Any]]) -> dict[str, Any]:
         (kind, value), *_ = pair["value"].items() or [("", None)]
         values[pair["key"]] = int(value) if kind == "intValue" else value
     return values
+
+
+def hex_id(value: str) -> str:
+    """A trace or span id as lowercase hex, from hex (OTLP JSON) or base64 (Tempo)."""
+    if not value or _HEX_ID.fullmatch(value):
+        return value.lower()
+    try:
+        return base64.b64decode(value, validate=True).hex()
+    except binascii.Error as exc:
+        raise ValueError(f"span id {value!r} is neither hex nor base64") from exc
+
+
+def _enum(value: int | str | None, names: Mapping[str, int]) -> int:
+    return names.get(value, 0) if isinstance(value, str) else int(value or 0)
 
 
 @dataclass(frozen=True)
@@ -30,6 +59,7 @@ class StoredSpan:
     parent_span_id: str
     attributes: dict[str, Any]
     status_code: int
+    status_message: str = ""
     start_ns: int = 0
     end_ns: int = 0
     event_names: tuple[str, ...] = ()  # e.g. "exception"
@@ -40,28 +70,37 @@ class StoredSpan:
 
 
 def flatten(resource_spans: list[dict[str, Any]]) -> list[StoredSpan]:
-    """All spans of OTLP JSON ``resourceSpans`` (Tempo's older key: ``batches``)."""
+    """All spans of OTLP JSON ``resourceSpans`` (Tempo before 2.x: ``batches``)."""
     spans = []
     for block in resource_spans:
-        resource = attributes(block["resource"].get("attributes", []))
+        resource = attributes(block.get("resource", {}).get("attributes", []))
         for scope in block.get("scopeSpans", []):
             for span in scope.get("spans", []):
+                status = span.get("status", {})
                 spans.append(
                     StoredSpan(
-                        service=resource["service.name"],
+                        service=resource.get("service.name", "?"),
                         resource=resource,
                         name=span["name"],
-                        kind=span.get("kind", 0),
-                        span_id=span["spanId"],
-                        parent_span_id=span.get("parentSpanId", ""),
+                        kind=_enum(span.get("kind"), _KINDS),
+                        span_id=hex_id(span["spanId"]),
+                        parent_span_id=hex_id(span.get("parentSpanId", "")),
                         attributes=attributes(span.get("attributes", [])),
-                        status_code=span.get("status", {}).get("code", 0),
+                        status_code=_enum(status.get("code"), _STATUS),
+                        status_message=status.get("message", ""),
                         start_ns=int(span.get("startTimeUnixNano", 0)),
                         end_ns=int(span.get("endTimeUnixNano", 0)),
                         event_names=tuple(e["name"] for e in span.get("events", [])),
                     )
                 )
     return spans
+
+
+def trace_spans(body: dict[str, Any]) -> list[StoredSpan]:
+    """The spans of a trace-by-id answer: Jaeger v3 (``result``), Tempo v2 (``trace``)
+    or a bare OTLP ``TracesData``."""
+    trace = body.get("result") or body.get("trace") or body
+    return flatten(trace.get("resourceSpans") or trace.get("batches") or [])
 
 
 # --- Has the whole trace arrived? ---------------------------------------------------------

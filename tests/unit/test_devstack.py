@@ -5,8 +5,6 @@ from pathlib import Path
 import pytest
 
 from devstack.native import REPO, Ports, collector_environment, components
-from devstack.otlp_json import flatten
-from devstack.trace import render
 from devstack.trace_id import full_trace_id
 
 
@@ -23,27 +21,6 @@ def test_every_component_binds_loopback_only(tmp_path: Path) -> None:
     for component in components(ports, tmp_path):
         for value in [*component.command, *component.env.values()]:
             assert "0.0.0.0" not in value, (component.name, value)  # noqa: S104
-
-
-def test_trace_tree_nests_children_in_start_order() -> None:
-    def span(span_id: str, parent: str, name: str, start: int) -> dict[str, object]:
-        return {
-            "spanId": span_id,
-            "parentSpanId": parent,
-            "name": name,
-            "kind": 2,
-            "startTimeUnixNano": str(start * 1_000_000),
-            "endTimeUnixNano": str((start + 2) * 1_000_000),
-            "status": {"code": 2} if name == "boom" else {},
-        }
-
-    resource = {"attributes": [{"key": "service.name", "value": {"stringValue": "chat"}}]}
-    spans = [span("b", "a", "second", 5), span("a", "", "root", 0), span("c", "a", "boom", 1)]
-    tree = render(flatten([{"resource": resource, "scopeSpans": [{"spans": spans}]}]))
-    names = [line.split()[0] for line in tree.splitlines()]
-    assert names == ["root", "boom", "second"]
-    assert tree.splitlines()[1].startswith("  boom") and tree.splitlines()[1].endswith("ERROR")
-    assert "2.0 ms" in tree.splitlines()[0]
 
 
 @pytest.mark.parametrize(
