@@ -130,9 +130,11 @@ class Stores(ABC):
     def trace_url(self, trace_id: str) -> str:
         """The trace store's API URL of a trace."""
 
-    @abstractmethod
     def spans(self, trace_id: str) -> list[StoredSpan]:
-        """The spans stored so far ([] while the trace is unknown)."""
+        """The spans stored so far ([] while the trace is unknown); Tempo and Jaeger
+        both answer in OTLP JSON."""
+        body = self._json(self.trace_url(trace_id), self.trace_store)
+        return trace_spans(body) if body else []
 
     @abstractmethod
     def logs(self, trace_id: str, start_ns: int, end_ns: int) -> list[LogLine]:
@@ -170,10 +172,6 @@ class DockerStores(Stores):
 
     def trace_url(self, trace_id: str) -> str:
         return f"{self.tempo}/api/v2/traces/{trace_id}"
-
-    def spans(self, trace_id: str) -> list[StoredSpan]:
-        body = self._json(self.trace_url(trace_id), "Tempo")
-        return trace_spans(body) if body else []
 
     def logs(self, trace_id: str, start_ns: int, end_ns: int) -> list[LogLine]:
         query = {
@@ -229,10 +227,6 @@ class NativeStores(Stores):
 
     def trace_url(self, trace_id: str) -> str:
         return f"{self.jaeger}/api/v3/traces/{trace_id}"
-
-    def spans(self, trace_id: str) -> list[StoredSpan]:
-        body = self._json(self.trace_url(trace_id), "Jaeger")
-        return trace_spans(body) if body else []
 
     def logs(self, trace_id: str, start_ns: int, end_ns: int) -> list[LogLine]:
         query = {

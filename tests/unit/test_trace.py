@@ -28,24 +28,15 @@ JAEGER_TRACE_ID = "2c8b9f09535c7d04b9991097d0e3eb29"
 TEMPO_TRACE_ID = "f77563c2adbe7377369e77a21062bd45"
 
 
-def _jaeger_view() -> TraceView:
-    return TraceView(
-        trace_id=JAEGER_TRACE_ID,
-        spans=trace_spans(JAEGER["trace_response"]),
-        logs=victorialogs_lines(JAEGER["logs_response"]),
-        trace_store="Jaeger",
-        log_store="VictoriaLogs",
-    )
-
-
-def _tempo_view() -> TraceView:
-    return TraceView(
-        trace_id=TEMPO_TRACE_ID,
-        spans=trace_spans(TEMPO["trace_response"]),
-        logs=loki_lines(TEMPO["logs_response"]),
-        trace_store="Tempo",
-        log_store="Loki",
-    )
+def _recorded_view(trace_store: str) -> TraceView:
+    """The view of a fixture: "Jaeger" (with VictoriaLogs) or "Tempo" (with Loki)."""
+    if trace_store == "Jaeger":
+        logs = victorialogs_lines(JAEGER["logs_response"])
+        return TraceView(
+            JAEGER_TRACE_ID, trace_spans(JAEGER["trace_response"]), logs, "Jaeger", "VictoriaLogs"
+        )
+    logs = loki_lines(TEMPO["logs_response"])
+    return TraceView(TEMPO_TRACE_ID, trace_spans(TEMPO["trace_response"]), logs, "Tempo", "Loki")
 
 
 def _printed(view: TraceView, *, terminal: bool = False) -> str:
@@ -66,7 +57,7 @@ def _waterfall(text: str) -> list[str]:
 
 
 def test_the_waterfall_nests_every_span_under_its_parent_in_start_order() -> None:
-    text = _printed(_jaeger_view())
+    text = _printed(_recorded_view("Jaeger"))
     assert text.splitlines()[0] == (
         f"trace {JAEGER_TRACE_ID} · 15 spans · 3 services (cache, chat, gateway) · 421.6 ms"
         " · from Jaeger"
@@ -101,7 +92,7 @@ def test_the_waterfall_nests_every_span_under_its_parent_in_start_order() -> Non
 
 
 def test_each_line_has_start_duration_bar_status_and_key_attributes() -> None:
-    lines = _waterfall(_printed(_jaeger_view()))
+    lines = _waterfall(_printed(_recorded_view("Jaeger")))
     root, call, *_ = lines
     assert root[44:62].split() == ["0.0", "421.6"]
     assert "█" * 30 in root  # the root spans the whole trace
@@ -119,7 +110,7 @@ def test_each_line_has_start_duration_bar_status_and_key_attributes() -> None:
 
 
 def test_log_lines_follow_in_time_order_under_the_span_that_wrote_them() -> None:
-    text = _printed(_jaeger_view())
+    text = _printed(_recorded_view("Jaeger"))
     logs = text.split("log lines (VictoriaLogs, 2, in time order)\n", 1)[1].splitlines()
     assert logs[:4] == [
         "  chat · POST /replies · span 83276646ba2187bd",
@@ -131,8 +122,8 @@ def test_log_lines_follow_in_time_order_under_the_span_that_wrote_them() -> None
 
 
 def test_piped_output_has_no_colour_and_a_terminal_gets_some() -> None:
-    assert "\x1b[" not in _printed(_jaeger_view())
-    assert "\x1b[" in _printed(_jaeger_view(), terminal=True)
+    assert "\x1b[" not in _printed(_recorded_view("Jaeger"))
+    assert "\x1b[" in _printed(_recorded_view("Jaeger"), terminal=True)
 
 
 # --- Tempo and Loki (their documented shapes) ----------------------------------------------
@@ -151,7 +142,8 @@ def test_tempo_ids_in_base64_and_enum_names_read_as_otlp() -> None:
 
 
 def test_errors_are_red_on_a_terminal_and_say_why() -> None:
-    view = replace(_tempo_view(), request=Request(502, {"title": "Bad Gateway", "detail": "x"}))
+    problem = {"title": "Bad Gateway", "detail": "x"}
+    view = replace(_recorded_view("Tempo"), request=Request(502, problem))
     plain = _printed(view)
     assert plain.startswith("POST /chat → 502 · Bad Gateway: x\n")
     lines = _waterfall(plain)
@@ -162,7 +154,7 @@ def test_errors_are_red_on_a_terminal_and_say_why() -> None:
 
 
 def test_loki_streams_become_log_lines_in_time_order() -> None:
-    text = _printed(_tempo_view())
+    text = _printed(_recorded_view("Tempo"))
     logs = text.split("log lines (Loki, 3, in time order)\n", 1)[1].splitlines()
     assert [line.split(" · ")[0].strip() for line in logs[0:6:2]] == ["cache", "chat", "gateway"]
     assert logs[1].endswith(
@@ -182,7 +174,7 @@ def test_loki_categorized_labels_are_read_too() -> None:
 
 
 def test_json_output_has_the_tree_the_logs_and_the_links() -> None:
-    view = replace(_jaeger_view(), links={"trace (Jaeger API)": "http://x"})
+    view = replace(_recorded_view("Jaeger"), links={"trace (Jaeger API)": "http://x"})
     data = json.loads(json.dumps(as_json(view)))
     assert data["trace_id"] == JAEGER_TRACE_ID
     assert [(s["depth"], s["name"]) for s in data["spans"][:3]] == [
