@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import pytest
 from rich.console import Console
 
-from devstack.otlp_json import ERROR, StoredSpan, missing_parts, trace_spans
+from devstack.otlp_json import ERROR, StoredSpan, attributes, missing_parts, trace_spans
 from devstack.processes import free_port
 from devstack.stores import DockerStores, loki_lines, victorialogs_lines
 from devstack.trace import TraceError, parse_trace_id, trace_view
@@ -24,8 +24,8 @@ from devstack.waterfall import Request, TraceView, as_json, print_view
 FIXTURES = Path(__file__).parent / "fixtures"
 JAEGER = json.loads((FIXTURES / "jaeger_trace.json").read_text())
 TEMPO = json.loads((FIXTURES / "tempo_trace.json").read_text())
-JAEGER_TRACE_ID = "2c8b9f09535c7d04b9991097d0e3eb29"
-TEMPO_TRACE_ID = "f77563c2adbe7377369e77a21062bd45"
+JAEGER_TRACE_ID = "4626cea44775956111c2ab02291f6f73"
+TEMPO_TRACE_ID = "6284659c43313bcaf95ef89cbcf496ef"
 
 
 def _recorded_view(trace_store: str) -> TraceView:
@@ -59,65 +59,61 @@ def _waterfall(text: str) -> list[str]:
 def test_the_waterfall_nests_every_span_under_its_parent_in_start_order() -> None:
     text = _printed(_recorded_view("Jaeger"))
     assert text.splitlines()[0] == (
-        f"trace {JAEGER_TRACE_ID} · 15 spans · 3 services (cache, chat, gateway) · 421.6 ms"
+        f"trace {JAEGER_TRACE_ID} · 18 spans · 3 services (cache, chat, gateway) · 113.1 ms"
         " · from Jaeger"
     )
-    names = [line[:34].rstrip() for line in _waterfall(text)]
-    assert names == [
-        "POST /chat",
-        "└─ POST",
-        "   └─ POST /replies",
-        "      ├─ chat.cache_lookup",
-        "      │  └─ GET",
-        "      │     └─ GET /cache/{key}",
-        "      │        ├─ GET",
-        "      │        └─ HINCRBY",
-        "      ├─ chat.generate_reply",
-        "      ├─ PUT",
-        "      │  └─ PUT /cache/{key}",
-        "      │     └─ SET",
-        "      └─ POST",
-        "         └─ POST /lists/{key}",
-        "            └─ RPUSH LTRIM EXPIRE…",
-    ]
-    services = [line[35:43].rstrip() for line in _waterfall(text)]
-    assert services == ["gateway"] * 2 + ["chat"] * 3 + ["cache"] * 3 + ["chat"] + [
-        "chat",
-        "cache",
-        "cache",
-        "chat",
-        "cache",
-        "cache",
+    rows = [(line[:34].rstrip(), line[35:43].rstrip()) for line in _waterfall(text)]
+    assert rows == [
+        ("POST /chat", "gateway"),
+        ("├─ EVALSHA", "gateway"),  # its rate limits, in Redis
+        ("├─ EVALSHA", "gateway"),
+        ("├─ EVALSHA", "gateway"),
+        ("└─ POST", "gateway"),
+        ("   └─ POST /replies", "chat"),
+        ("      ├─ chat.cache_lookup", "chat"),
+        ("      │  └─ GET", "chat"),
+        ("      │     └─ GET /cache/{key}", "cache"),
+        ("      │        ├─ GET", "cache"),
+        ("      │        └─ HINCRBY", "cache"),
+        ("      ├─ chat.generate_reply", "chat"),
+        ("      ├─ PUT", "chat"),
+        ("      │  └─ PUT /cache/{key}", "cache"),
+        ("      │     └─ SET", "cache"),
+        ("      └─ POST", "chat"),
+        ("         └─ POST /lists/{key}", "cache"),
+        ("            └─ RPUSH LTRIM EXPIRE…", "cache"),
     ]
 
 
 def test_each_line_has_start_duration_bar_status_and_key_attributes() -> None:
     lines = _waterfall(_printed(_recorded_view("Jaeger")))
-    root, call, *_ = lines
-    assert root[44:62].split() == ["0.0", "421.6"]
-    assert "█" * 30 in root  # the root spans the whole trace
-    assert call[44:62].split() == ["124.7", "295.6"]
-    bar = call[64:94]
-    assert bar.index("█") == 8 and bar.endswith("█")  # starts at 124.7/421.6 of the width
-    assert root.endswith("-      route=/chat status=200")
     by_name = {line[:34].strip(" │├└─"): line for line in lines}
+    root, thinking = lines[0], by_name["chat.generate_reply"]
+    assert root[44:62].split() == ["0.0", "113.1"]
+    assert root[64:94] == "█" * 30  # the root spans the whole trace
+    assert thinking[44:62].split() == ["26.5", "73.2"]
+    bar = thinking[64:94]  # from 26.5 to 99.7 of 113.1 ms, on 30 characters
+    assert (bar.index("█"), bar.count("█")) == (7, 19)
+    assert root.endswith("-      route=/chat status=200")
     assert by_name["chat.cache_lookup"].endswith("cache.hit=false")
-    assert by_name["chat.generate_reply"].endswith("chat.thinking.ms=82")
-    cache_call = "url=/cache/reply:91e273e3b09486b3da594fcf38e383a8 status=404 error.type=404"
-    assert lines[4].endswith(f"OK     {cache_call}")  # a miss: 404, yet not an error
+    assert thinking.endswith("chat.thinking.ms=73")
+    cache_call = "url=/cache/reply:68da0b8ef37bbf82d50ceb23fd34ed5a status=404 error.type=404"
+    assert lines[7].endswith(f"OK     {cache_call}")  # a miss: 404, yet not an error
     assert by_name["SET"].endswith("redis=SET")
+    assert by_name["EVALSHA"].endswith("redis=EVALSHA")
     assert by_name["RPUSH LTRIM EXPIRE…"].endswith("redis=RPUSH,LTRIM,EXPIRE,LLEN")
+    assert "url=/lists/history:demo-client:70e5b14d283b4e46966e… status=200" in lines[-3]
 
 
 def test_log_lines_follow_in_time_order_under_the_span_that_wrote_them() -> None:
     text = _printed(_recorded_view("Jaeger"))
     logs = text.split("log lines (VictoriaLogs, 2, in time order)\n", 1)[1].splitlines()
     assert logs[:4] == [
-        "  chat · POST /replies · span 83276646ba2187bd",
-        "    +   419.0 ms  INFO    replied in session 85c523fe48474d46a0772037940756bd"
+        "  chat · POST /replies · span 2a84743bb47af8a3",
+        "    +   109.7 ms  INFO    replied in session 70e5b14d283b4e46966ed40da36aeaad"
         " (cache hit: False)",
-        "  gateway · POST /chat · span 2fb88a943a9674f4",
-        "    +   420.8 ms  INFO    chat request from client demo-client answered",
+        "  gateway · POST /chat · span fc460e7bf274f52a",
+        "    +   112.0 ms  INFO    chat request from client demo-client answered",
     ]
 
 
@@ -147,18 +143,23 @@ def test_errors_are_red_on_a_terminal_and_say_why() -> None:
     plain = _printed(view)
     assert plain.startswith("POST /chat → 502 · Bad Gateway: x\n")
     lines = _waterfall(plain)
-    assert len(lines) == 7 and all(line[96:101] == "ERROR" for line in lines)
+    assert len(lines) == 9 and all(line[96:101] == "ERROR" for line in lines)
     assert lines[-1].endswith("redis=GET message=ConnectionError: Connection closed by server.")
+    # A message longer than ATTRIBUTE_WIDTH is cut.
+    assert lines[2].endswith("message=ConnectionError: Error 111 connecting to 127.0.…")
     coloured = _printed(view, terminal=True)
     assert "\x1b[1;31mERROR" in coloured  # bold red
 
 
 def test_loki_streams_become_log_lines_in_time_order() -> None:
     text = _printed(_recorded_view("Tempo"))
-    logs = text.split("log lines (Loki, 3, in time order)\n", 1)[1].splitlines()
-    assert [line.split(" · ")[0].strip() for line in logs[0:6:2]] == ["cache", "chat", "gateway"]
-    assert logs[1].endswith(
-        "WARN    GET /cache/reply:d2650d632d304ecc74047d7c96976889 failed: Redis is unavailable."
+    logs = text.split("log lines (Loki, 4, in time order)\n", 1)[1].splitlines()
+    # The gateway's two lines come apart: others wrote in between.
+    headers = [line.split(" · ")[0].strip() for line in logs[0:8:2]]
+    assert headers == ["gateway", "cache", "chat", "gateway"]
+    assert logs[1].endswith("rate-limit store unreachable, serving without limits: ConnectionError")
+    assert logs[3].endswith(
+        "WARN    GET /cache/reply:8df4b1ebe3613fcacc9ea9e70de26555 failed: Redis is unavailable."
     )
 
 
@@ -177,8 +178,11 @@ def test_json_output_has_the_tree_the_logs_and_the_links() -> None:
     view = replace(_recorded_view("Jaeger"), links={"trace (Jaeger API)": "http://x"})
     data = json.loads(json.dumps(as_json(view)))
     assert data["trace_id"] == JAEGER_TRACE_ID
-    assert [(s["depth"], s["name"]) for s in data["spans"][:3]] == [
+    assert [(s["depth"], s["name"]) for s in data["spans"][:6]] == [
         (0, "POST /chat"),
+        (1, "EVALSHA"),
+        (1, "EVALSHA"),
+        (1, "EVALSHA"),
         (1, "POST"),
         (2, "POST /replies"),
     ]
@@ -197,10 +201,10 @@ def test_json_output_has_the_tree_the_logs_and_the_links() -> None:
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        ("2c8b9f09535c7d04b9991097d0e3eb29", "2c8b9f09535c7d04b9991097d0e3eb29"),
+        ("4626cea44775956111c2ab02291f6f73", "4626cea44775956111c2ab02291f6f73"),
         ("ABC", "00000000000000000000000000000abc"),  # Tempo's search drops leading zeros
         (" 0c8b9f09535c7d04b9991097d0e3eb29\n", "0c8b9f09535c7d04b9991097d0e3eb29"),
-        ("00-2c8b9f09535c7d04b9991097d0e3eb29-2fb88a943a9674f4-01", JAEGER_TRACE_ID),
+        ("00-4626cea44775956111c2ab02291f6f73-2fb88a943a9674f4-01", JAEGER_TRACE_ID),
     ],
 )
 def test_trace_ids_from_anywhere(raw: str, expected: str) -> None:
@@ -225,7 +229,7 @@ def test_a_trace_is_complete_only_with_every_part() -> None:
     assert missing_parts([]) == ["any span"]
     assert missing_parts(_without(spans, "POST /chat", "gateway")) == [
         "the root span",
-        "the parents of 1 span(s)",  # the gateway's call: its parent was the root
+        "the parents of 4 span(s)",  # the gateway's Redis calls and its call to chat
     ]
     assert missing_parts(_without(spans, "POST", "gateway")) == ["the parents of 1 span(s)"]
     put = next(s for s in spans if s.name == "PUT" and s.service == "chat")
@@ -305,7 +309,7 @@ def _view(stores: DockerStores, trace_id: str, timeout: float = 5) -> TraceView:
 
 def test_an_existing_trace_with_its_logs_and_grafana_links(docker_stores: DockerStores) -> None:
     view = _view(docker_stores, TEMPO_TRACE_ID.upper())
-    assert len(view.spans) == 7 and len(view.logs) == 3
+    assert len(view.spans) == 9 and len(view.logs) == 4
     loki = next(urllib.parse.urlsplit(p) for p in _Recorded.requests if p.startswith("/loki"))
     query = urllib.parse.parse_qs(loki.query)
     assert query["query"] == [f'{{service_name=~".+"}} | trace_id="{TEMPO_TRACE_ID}"']
@@ -332,7 +336,7 @@ def test_an_incomplete_trace_fails_at_the_deadline_saying_what_is_missing(
 ) -> None:
     trace = json.loads(json.dumps(TEMPO["trace_response"]))
     for block in trace["trace"]["resourceSpans"]:  # the gateway's spans never arrive
-        if block["resource"]["attributes"][2]["value"]["stringValue"] == "gateway":
+        if attributes(block["resource"]["attributes"])["service.name"] == "gateway":
             block["scopeSpans"] = []
     _Recorded.trace = trace
     with pytest.raises(
