@@ -11,8 +11,9 @@ drift:
 - docker-compose.yml: one service per registry entry, built from the Dockerfile
   with SERVICE=<name> and PORT=<port>, running `uvicorn <app> --port <port>`, a
   <NAME>_<DEPENDENCY>_URL pointing at each service (or Redis) it calls, started
-  after the one it depends on is healthy; no other service built with a SERVICE
-  argument; only the entry service's port published.
+  after the one it depends on is healthy, with its <NAME>_ADMIN_KEY (make fault);
+  no other service built with a SERVICE argument; only the entry service's port
+  published.
 - deploy/prometheus/rules/alerts.yml: ServiceDown watches exactly the registry's
   services.
 
@@ -71,6 +72,9 @@ def _service_problems(entry: registry.Service, service: dict[str, Any]) -> list[
         expected_url = f"http://{callee.name}:{callee.port}" if callee else "redis://redis:"
         if not url.startswith(expected_url):
             problems.append(f"{entry.setting(dependency)}={url!r}, expected {expected_url}...")
+    admin_key = f"{entry.name.upper()}_ADMIN_KEY"  # its /admin/faults (`make fault`)
+    if admin_key not in environment:
+        problems.append(f"no {admin_key} (make fault cannot reach it)")
     depends_on = service.get("depends_on") or {}
     condition = (depends_on.get(entry.calls) or {}).get("condition")
     if condition != "service_healthy":

@@ -110,6 +110,8 @@ def _drifted(compose: dict[str, Any], change: str) -> dict[str, Any]:
         services["chat"]["environment"]["CHAT_CACHE_URL"] = "http://cache:9999"
     elif change == "a side dependency missing":
         del services["gateway"]["environment"]["GATEWAY_REDIS_URL"]
+    elif change == "no admin key":
+        del services["cache"]["environment"]["CACHE_ADMIN_KEY"]
     elif change == "an internal port published":
         services["chat"]["ports"] = ["127.0.0.1:8001:8001"]
     return drifted
@@ -123,6 +125,7 @@ def _drifted(compose: dict[str, Any], change: str) -> dict[str, Any]:
         ("an unlisted service", "search is built from the Dockerfile"),
         ("a dependency url", "CHAT_CACHE_URL='http://cache:9999'"),
         ("a side dependency missing", "gateway: GATEWAY_REDIS_URL=''"),
+        ("no admin key", "cache: no CACHE_ADMIN_KEY"),
         ("an internal port published", "chat: publishes ['8001']"),
     ],
 )
