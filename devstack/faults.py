@@ -97,7 +97,7 @@ class NativeTarget(Target):
     stack: NativeStack
 
     def set_plan(self, service: str, plan: Mapping[str, Any]) -> None:
-        port = getattr(self.stack.ports, service)
+        port = self.stack.ports.services[service]
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/admin/faults",
             data=json.dumps(plan).encode(),
