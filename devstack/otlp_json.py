@@ -119,6 +119,8 @@ class SpanShape(Protocol):
     def parent_span_id(self) -> str: ...
     @property
     def attributes(self) -> Mapping[str, Any]: ...
+    @property
+    def status_code(self) -> int: ...
 
 
 def missing_parts(spans: Iterable[SpanShape]) -> list[str]:
@@ -128,8 +130,9 @@ def missing_parts(spans: Iterable[SpanShape]) -> list[str]:
     schedule. The trace is complete when it has its root (no parent, or the entry
     service's server span under a caller's traceparent) and every other span's
     parent; when every HTTP call that got an answer has the callee's server span;
-    and when every server span of the service that calls Redis has Redis spans
-    under it (each of its routes uses Redis). A trace of a failed request is
+    and when every successful server span of the service that stores in Redis has
+    Redis spans under it (each of its routes uses Redis; one that failed, say by an
+    injected fault, may have stopped before). A trace of a failed request is
     complete with the spans it has.
     """
     spans = list(spans)
@@ -152,8 +155,8 @@ def missing_parts(spans: Iterable[SpanShape]) -> list[str]:
         answered = "http.response.status_code" in span.attributes
         if span.kind == CLIENT and answered and span.span_id not in server_parents:
             missing.append(f"the server span answering {span.service}'s call {span.span_id}")
-        calls_redis = span.kind == SERVER and span.service in redis_callers
-        if calls_redis and span.span_id not in redis_parents:
+        served = span.kind == SERVER and span.status_code != ERROR
+        if served and span.service in redis_callers and span.span_id not in redis_parents:
             missing.append(f"the Redis spans under {span.service}'s span {span.span_id}")
     return missing
 

@@ -24,7 +24,7 @@ import yaml
 from devstack.backends import Backends
 from devstack.faults import SCENARIOS, NativeTarget, Scenario, apply, clear
 from devstack.native import REPO, NativeStack, Ports, native_stack
-from devstack.otlp_json import SERVER, StoredSpan, flatten
+from devstack.otlp_json import SERVER, StoredSpan, flatten, missing_parts
 from devstack.processes import wait_until
 from services.gateway.settings import DEMO_API_KEY
 
@@ -105,10 +105,18 @@ def trace_of(backends: Backends, response: httpx.Response) -> list[StoredSpan]:
     trace_id = response.headers["x-trace-id"]
 
     def stored() -> list[StoredSpan] | None:
+        # The whole trace (devstack.otlp_json.missing_parts): the gateway's spans alone
+        # can arrive before the chat's that a scenario looks for.
         spans = flatten(backends.trace(trace_id))
-        return spans if {s.service for s in spans if s.kind == SERVER} >= {"gateway"} else None
+        return spans if not missing_parts(spans) else None
 
-    return wait_until(stored, timeout=30, what=f"trace {trace_id}")
+    try:
+        return wait_until(stored, timeout=30, what=f"trace {trace_id}")
+    except TimeoutError as exc:
+        spans = flatten(backends.trace(trace_id))
+        seen = [(s.service, s.name) for s in spans]
+        missing = missing_parts(spans)
+        raise AssertionError(f"trace {trace_id}: missing {missing}, got {seen}") from exc
 
 
 def check_failing_hop(backends: Backends, scenario: Scenario, traffic: Traffic) -> None:

@@ -72,6 +72,10 @@ class ReceivedSpan:
     def kind(self) -> int:
         return self.span.kind
 
+    @property
+    def status_code(self) -> int:
+        return self.span.status.code
+
 
 @dataclass(frozen=True)
 class ReceivedLog:
