@@ -56,6 +56,9 @@ from services.telemetry import Telemetry, TelemetryExporters, configure_telemetr
 _log = logging.getLogger(__name__)
 
 HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
+# Not traced: probes every few seconds, and the API's own documentation, would
+# bury the real traces (and are no request of the chat's).
+UNTRACED_PATHS = HEALTH_PATHS | {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 TRACE_ID_HEADER = "X-Trace-Id"
 
 
@@ -159,7 +162,7 @@ def create_service_app(
         description=spec.description or "",
         version=version("otel-chat-demo"),
         lifespan=lifespan,
-        telemetry=telemetry.fastapi_config(excluded_paths=HEALTH_PATHS),
+        telemetry=telemetry.fastapi_config(excluded_paths=UNTRACED_PATHS),
     )
     app.state.settings = settings
     app.state.telemetry = telemetry

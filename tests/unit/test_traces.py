@@ -105,7 +105,7 @@ async def test_resource_identifies_each_service(chain: Chain) -> None:
         assert resource["service.instance.id"]
 
 
-async def test_health_probes_are_not_traced(chain: Chain) -> None:
-    assert (await chain.gateway.get("/healthz")).status_code == 200
-    assert (await chain.gateway.get("/readyz")).status_code == 200
+async def test_health_probes_and_the_api_docs_are_not_traced(chain: Chain) -> None:
+    for path in ("/healthz", "/readyz", "/docs", "/openapi.json"):
+        assert (await chain.gateway.get(path)).status_code == 200, path
     assert chain.all_spans() == []
