@@ -1,7 +1,7 @@
 """The cache service: a small REST API over Redis."""
 
 from fastapi import FastAPI, Request
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.responses import Response
 
@@ -27,7 +27,9 @@ async def _redis_failed(request: Request, exc: Exception) -> Response:
     if isinstance(exc, RedisTimeoutError):
         return problem_for(request, DownstreamError(504, "Redis did not answer in time."))
     if isinstance(exc, ResponseError):
-        if str(exc).startswith("OOM"):
+        # By class, not by message: inside a transaction (a history append) redis-py
+        # starts the message with the failing command, not with OOM.
+        if isinstance(exc, OutOfMemoryError):
             # maxmemory reached, nothing left to evict (see deploy/redis/redis.conf).
             failure = DownstreamError(503, "Redis is full: the write was refused.")
         else:  # e.g. WRONGTYPE: Redis is there, the command or the data is wrong
