@@ -27,6 +27,11 @@
    plugins (read-only root filesystem, plugin installs, plugin auto-updates).
 8. Trace ids in Loki queries: a Grafana variable that holds a trace id may come from
    Tempo's search, which drops leading zeros, so it is matched as `trace_id=~"0*$var"`.
+9. One Redis configuration: the compose Redis and the native one (devstack.native's
+   command line, which the tests use too) both run deploy/redis/redis.conf and set
+   nothing else of their own but where to listen and keep data; the file keeps the
+   settings that make acknowledged turns durable (append-only file) and histories
+   never evicted (only keys with a TTL may be).
 
 Exit status 0 when all pass, 1 otherwise. Standard library plus PyYAML.
 """
@@ -35,7 +40,9 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -514,6 +521,50 @@ def check_trace_id_filters() -> None:
                 )
 
 
+REDIS_CONFIG = "deploy/redis/redis.conf"
+# What a command line may add to the shared file: where to listen, where the data is.
+REDIS_PLACE_FLAGS = {"--port", "--bind", "--dir"}
+REDIS_DURABILITY = {
+    "appendonly": {"yes"},
+    "appendfsync": {"everysec", "always"},
+    "maxmemory-policy": {"volatile-lru", "volatile-lfu", "volatile-ttl", "volatile-random"},
+}
+
+
+def check_redis_config() -> None:
+    compose = load_yaml(REPO / "docker-compose.yml") or {}
+    redis = compose.get("services", {}).get("redis", {})
+    command = redis.get("command", [])
+    command = shlex.split(command) if isinstance(command, str) else [str(c) for c in command]
+    mounts = {
+        str(volume).split(":")[1]: str(volume).split(":")[0]
+        for volume in redis.get("volumes", [])
+        if str(volume).count(":") >= 1
+    }
+    if len(command) != 2 or command[0] != "redis-server":
+        fail("docker-compose.yml", f"redis: command {command} is not `redis-server <conf>`")
+    elif mounts.get(command[1]) != f"./{REDIS_CONFIG}":
+        fail("docker-compose.yml", f"redis: {command[1]} is not ./{REDIS_CONFIG} mounted")
+
+    sys.path.insert(0, str(REPO))
+    from devstack.native import redis_command
+
+    with tempfile.TemporaryDirectory() as data_dir:
+        native = redis_command(6380, Path(data_dir))
+    flags = set(native[2::2])
+    if native[:2] != ["redis-server", str(REPO / REDIS_CONFIG)] or not flags <= REDIS_PLACE_FLAGS:
+        fail("devstack/native.py", f"redis_command sets more than {REDIS_PLACE_FLAGS}: {native}")
+
+    settings: dict[str, str] = {}
+    for line in (REPO / REDIS_CONFIG).read_text(encoding="utf-8").splitlines():
+        words = line.split()
+        if words and not words[0].startswith("#"):
+            settings[words[0].lower()] = " ".join(words[1:]).strip('"')
+    for name, allowed in REDIS_DURABILITY.items():
+        if settings.get(name) not in allowed:
+            fail(REDIS_CONFIG, f"{name} is {settings.get(name)!r}, not one of {sorted(allowed)}")
+
+
 def main() -> int:
     check_pins()
     check_collector_env()
@@ -524,6 +575,7 @@ def main() -> int:
     check_up_wording()
     check_stop_grace()
     check_grafana_service()
+    check_redis_config()
     if problems:
         for problem in problems:
             print(f"FAIL {problem}", file=sys.stderr)
@@ -532,7 +584,7 @@ def main() -> int:
     print(
         "check_stack: OK (image pins and their sources, Collector environment, Tempo and Loki "
         "configs, engine gate, `up` command line, stop grace periods, Grafana plugins, "
-        "trace id filters)"
+        "trace id filters, one Redis configuration)"
     )
     return 0
 
