@@ -55,9 +55,12 @@ load: install ## Load-test the gateway (REQUESTS=2000 CONCURRENCY=16 DURATION=60
 	$(RUN) python -m devstack load --requests $(or $(REQUESTS),2000) \
 	  --concurrency $(or $(CONCURRENCY),16) --seconds $(or $(DURATION),60)
 
-.PHONY: bench
+.PHONY: bench drills
 bench: install tools redis ## Telemetry on vs off: throughput ratio on the same chain (needs wrk)
 	$(RUN) python -m devstack bench
+
+drills: install tools redis ## Fault drills under traffic: writes drills/latest.{md,json} and the README table
+	TOOLS_DIR=$(TOOLS_DIR) $(RUN) python -m devstack drills
 
 .PHONY: dev dev-down
 dev: install tools redis ## The native stack in the foreground: Ctrl-C stops everything

@@ -1,5 +1,6 @@
-"""``python -m devstack up|down|ps|logs|trace|load|bench|fault``: the native stack behind
-``make dev``, the trace and load commands for either stack, and the benchmark."""
+"""``python -m devstack up|down|ps|logs|trace|load|bench|fault|drills``: the native stack
+behind ``make dev``, the trace and load commands for either stack, the benchmark,
+faults on purpose and the fault drills."""
 
 import argparse
 import asyncio
@@ -10,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from devstack import faults
+from devstack import drills, faults
 from devstack.bench import print_report, run_bench
 from devstack.faults import SCENARIOS
 from devstack.load import run_load
@@ -170,7 +171,12 @@ def main() -> int:
     load_test.add_argument("--requests", type=int, default=2_000)
     load_test.add_argument("--concurrency", type=int, default=16)
     load_test.add_argument("--seconds", type=float, default=60)
+    drill = commands.add_parser("drills", help="fault drills on a native stack of their own")
+    drill.add_argument("--fast", action="store_true", help="short phases, small SDK queues")
+    drill.add_argument("--out", type=Path, default=REPO / "drills", help="report directory")
     args = parser.parse_args()
+    if args.command == "drills":
+        return drills.main(fast=args.fast, out_dir=args.out)
     if args.command == "up":
         return up(args.detach)
     if args.command == "fault":

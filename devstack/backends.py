@@ -71,24 +71,36 @@ class Backends:
                 total += float(line.rsplit(" ", 1)[1])
         return total
 
-    def stored_spans(self, service: str = "gateway") -> int:
-        """Spans in Jaeger of every trace that ``service`` took part in (last hour)."""
+    def stored_spans(self, service: str = "gateway", *, since: datetime | None = None) -> int:
+        """Spans in Jaeger of every trace that ``service`` took part in (since
+        ``since``, or in the last hour)."""
+        return len(self.stored_span_ids(service, since=since))
+
+    def stored_span_ids(self, service: str, *, since: datetime | None = None) -> set[str]:
+        """Trace and span ids (``trace/span``) of the spans in Jaeger of every trace
+        that ``service`` took part in (since ``since``, or in the last hour)."""
         now = datetime.now(UTC)
-        body: dict[str, Any] = self.get_json(
-            self.ports.jaeger_query,
-            "/api/v3/traces",
-            **{
-                "query.service_name": service,
-                "query.start_time_min": (now - timedelta(hours=1)).isoformat(),
-                "query.start_time_max": (now + timedelta(minutes=1)).isoformat(),
-                "query.num_traces": "10000",
-            },
-        )
-        return sum(
-            len(scope.get("spans", []))
+        try:
+            body: dict[str, Any] = self.get_json(
+                self.ports.jaeger_query,
+                "/api/v3/traces",
+                **{
+                    "query.service_name": service,
+                    "query.start_time_min": (since or now - timedelta(hours=1)).isoformat(),
+                    "query.start_time_max": (now + timedelta(minutes=1)).isoformat(),
+                    "query.num_traces": "10000",
+                },
+            )
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:  # no such trace (yet)
+                return set()
+            raise
+        return {
+            f"{span['traceId']}/{span['spanId']}"
             for block in body["result"]["resourceSpans"]
             for scope in block.get("scopeSpans", [])
-        )
+            for span in scope.get("spans", [])
+        }
 
     def span_counts(self) -> dict[str, float]:
         """Spans as counted at each stage, from the SDKs' own metrics to Jaeger."""
