@@ -8,7 +8,7 @@ from starlette.responses import Response
 from services.cache.metrics import CacheMetrics
 from services.cache.routes import router
 from services.cache.settings import CacheSettings
-from services.cache.store import RedisConnection
+from services.cache.store import CacheStore, RedisConnection
 from services.common.app import PRODUCTION, ServiceSpec, Wiring, create_service_app
 from services.common.problems import DownstreamError, problem_for
 
@@ -35,4 +35,6 @@ async def _redis_failed(request: Request, exc: Exception) -> Response:
         else:  # e.g. WRONGTYPE: Redis is there, the command or the data is wrong
             failure = DownstreamError(502, "Redis rejected the command.")
         return problem_for(request, failure)
+    store: CacheStore = request.app.state.store
+    await store.forget_idle_connections()  # they lead to the Redis that went away
     return problem_for(request, DownstreamError(503, "Redis is unavailable."))

@@ -96,6 +96,12 @@ class CacheStore:
         await self._fault()
         await self._redis.ping()
 
+    async def forget_idle_connections(self) -> None:
+        """Close the pooled connections no request is using: after Redis went away,
+        each would fail the next command sent on it (a history append is not
+        retried, so a turn would go unsaved), however long Redis has been back."""
+        await self._redis.connection_pool.disconnect(inuse_connections=False)
+
 
 class RedisConnection:
     """The cache service's one dependency: a Redis connection pool.

@@ -1,0 +1,44 @@
+"""The cache service after Redis went away and came back: no request fails on a
+connection that led to the Redis that is gone."""
+
+import asyncio
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+
+from devstack.native import redis_command
+from devstack.processes import free_port, redis_ping
+from tests.integration.conftest import service_process
+from tests.support.processes import running
+
+CONCURRENT = 8  # enough requests at once for the pool to hold that many connections
+
+
+async def _appends(cache: str, key: str, count: int = CONCURRENT) -> list[int]:
+    async with httpx.AsyncClient(base_url=cache, timeout=5) as client:
+        responses = await asyncio.gather(
+            *(client.post(f"/lists/{key}-{n}", json={"value": "turn"}) for n in range(count))
+        )
+    return [response.status_code for response in responses]
+
+
+def test_every_pooled_connection_is_fresh_once_redis_is_back(log_dir: Path) -> None:
+    redis_port, cache_port = free_port(), free_port()
+    data_dir = log_dir / f"redis-restart-{redis_port}"
+    command = redis_command(redis_port, data_dir)
+    env = {"CACHE_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "OTEL_SDK_DISABLED": "true"}
+    cache = f"http://127.0.0.1:{cache_port}"
+    with ExitStack() as first_redis, ExitStack() as cache_process:
+        first_redis.enter_context(
+            running("redis-a", command, ready=redis_ping(redis_port), log_dir=log_dir)
+        )
+        cache_process.enter_context(service_process("cache", cache_port, log_dir, env))
+        assert asyncio.run(_appends(cache, "before")) == [200] * CONCURRENT
+        first_redis.close()
+        # Redis is gone: one request sees it (on one of the pooled connections).
+        assert asyncio.run(_appends(cache, "while-away", count=1)) == [503]
+        with running("redis-b", command, ready=redis_ping(redis_port), log_dir=log_dir):
+            # A history append is never retried: a dead pooled connection would
+            # fail it, and the turn would go unsaved.
+            assert asyncio.run(_appends(cache, "after")) == [200] * CONCURRENT
