@@ -856,7 +856,7 @@ def readme_block(report: dict[str, Any]) -> str:
             f"| `{drill['name']}` | {counts} | "
             f"{logs['exported']:g} / {logs['stored in the log store']:g} |"
         )
-    memory = report["span_memory"]
+    plan = report["plan"]
     return "\n".join(
         [
             TABLE_START,
@@ -864,33 +864,48 @@ def readme_block(report: dict[str, Any]) -> str:
             "",
             *spans,
             "",
-            _memory_sentence(report),
+            f"Gateway budget {budget:g} s (`GATEWAY_REQUEST_BUDGET_SECONDS`); "
+            f"{plan['workers']} sessions at one request per {plan['period']:g} s each; "
+            f"{plan['before']:g} s before each fault, {plan['during']:g} s of it "
+            f"({plan['collector_outage']:g} s for the Collector), then until every answer has "
+            f"been good for {plan['settle']:g} s. The SDKs' defaults (queue, batch, export "
+            "timeout), but a 200-ms schedule delay and metrics every second, so that the "
+            "counts settle quickly.",
             "",
-            f"Gateway budget {budget:g} s (`GATEWAY_REQUEST_BUDGET_SECONDS`), "
-            f"{report['plan']['workers']} sessions at one request per "
-            f"{report['plan']['period']:g} s each. A span waiting in an export queue "
-            f"takes about {memory['bytes_per_span'] / 1024:.1f} KiB "
-            f"({memory['spans_measured']} real spans rebuilt and measured), so a service's "
-            f"span queue ({memory['queue']}) plus the batch its exporter retries "
-            f"({memory['batch']}) hold at most about {memory['bound_mib']} MiB.",
+            _memory_sentence(report),
             TABLE_END,
         ]
     )
 
 
 def _memory_sentence(report: dict[str, Any]) -> str:
-    """The RSS the services grew by during the longest Collector outage."""
+    """What the Collector outages cost the services in memory, measured two ways."""
     growth: dict[str, float] = {}
+    dropped = 0.0
     for drill in report["drills"]:
+        if "rss_kib" in drill:
+            dropped += drill["spans"]["dropped (queue full)"]
         for service, rss in drill.get("rss_kib", {}).items():
             if rss["before"] is not None and rss["peak_during"] is not None:
                 grew = (rss["peak_during"] - rss["before"]) / 1024
                 growth[service] = max(growth.get(service, grew), grew)
-    outage = report["plan"]["collector_outage"]
+    memory = report["span_memory"]
+    queues = (
+        f"the SDKs' span queues filled ({dropped:g} spans dropped, counted)"
+        if dropped
+        else "the SDKs' span queues did not fill"
+    )
     return (
-        f"During the {outage:g}-s Collector outages the services' resident memory grew by "
+        f"During the {report['plan']['collector_outage']:g}-s Collector outages {queues}, and "
+        "the services' resident memory grew by at most "
         + ", ".join(f"{service} {mib:.1f} MiB" for service, mib in growth.items())
-        + " at most."
+        + ". Spans account for about "
+        f"{memory['bound_mib']} MiB of that per process: one waiting in an export queue takes "
+        f"about {memory['bytes_per_span'] / 1024:.1f} KiB ({memory['spans_measured']} stored "
+        "spans rebuilt and measured with tracemalloc), and a process holds at most "
+        f"{memory['queue']} in its queue plus the batch of {memory['batch']} its exporter "
+        "retries. The rest is log records, the batch serialized for each retry, and memory "
+        "Python keeps once it has allocated it."
     )
 
 

@@ -1,0 +1,91 @@
+"""The fault drills' bookkeeping (devstack.drills, devstack.traffic), and the
+committed report against the README: pure checks, no processes."""
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from devstack.drills import (
+    README,
+    TABLE_END,
+    TABLE_START,
+    _good_since,
+    drill_violations,
+    markdown,
+    readme_block,
+    violations,
+)
+from devstack.native import REPO
+from devstack.traffic import Answer, count_lost_turns
+
+COMMITTED = REPO / "drills/latest.json"
+
+
+@pytest.fixture(scope="module")
+def committed() -> dict[str, Any]:
+    report: dict[str, Any] = json.loads(COMMITTED.read_text())
+    return report
+
+
+@pytest.mark.parametrize(
+    ("acknowledged", "stored", "lost"),
+    [
+        ([], [], 0),
+        ([("a", "1"), ("b", "2")], [("a", "1"), ("x", "9"), ("b", "2")], 0),  # extra: fine
+        ([("a", "1"), ("b", "2")], [("b", "2"), ("a", "1")], 1),  # out of order
+        ([("a", "1"), ("a", "1")], [("a", "1")], 1),  # the same message twice, kept once
+        ([("a", "1"), ("b", "2")], [], 2),
+    ],
+)
+def test_lost_turns_are_acknowledged_turns_missing_in_order(
+    acknowledged: list[tuple[str, str]], stored: list[tuple[str, str]], lost: int
+) -> None:
+    assert count_lost_turns(acknowledged, stored) == lost
+
+
+def _answer(at: float, status: int = 200, *, saved: bool = True) -> Answer:
+    return Answer(at=at, latency=0.01, status=status, saved=saved)
+
+
+def test_recovery_starts_with_the_final_run_of_good_answers() -> None:
+    answers = [_answer(0.5, 503), _answer(1.0), _answer(1.2, 503), _answer(1.4), _answer(1.6)]
+    assert _good_since(answers, since=0.0) == 1.4
+    assert _good_since(answers, since=1.5) == 1.6
+    assert _good_since([*answers, _answer(1.8, saved=False)], since=0.0) is None
+    assert _good_since([], since=0.0) is None
+
+
+def test_the_readme_and_the_report_show_the_committed_run(committed: dict[str, Any]) -> None:
+    readme = README.read_text()
+    shown = readme[readme.index(TABLE_START) : readme.index(TABLE_END) + len(TABLE_END)]
+    assert shown == readme_block(committed), "run `make drills` and commit what it writes"
+    assert (REPO / "drills/latest.md").read_text() == markdown(committed)
+
+
+def test_the_committed_run_kept_every_promise(committed: dict[str, Any]) -> None:
+    assert committed["plan"]["name"] == "full"
+    assert violations(committed) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "complaint"),
+    [
+        (lambda d: d.update(acknowledged_turns_lost=1), "acknowledged turns lost"),
+        (lambda d: d.update(sessions_vanished=1), "sessions answered 404"),
+        (lambda d: d.update(worst_ms=5_000), "a request took 5000 ms"),
+        (lambda d: d.update(recovered_after_s=None), "not recovered"),
+        (lambda d: d["phases"]["before"]["outcomes"].update({"503": 1}), "before the fault"),
+        (lambda d: d["phases"]["during"].update(outcomes={"200": 9}), "during the fault"),
+        (lambda d: d["phases"]["during"]["outcomes"].update({"500": 1}), "during the fault"),
+        (lambda d: d["spans"].update({"exported": d["spans"]["exported"] - 1}), "ended !="),
+        (lambda d: d["spans"].update({"stored in the trace store": 0.0}), "but stores 0"),
+    ],
+)
+def test_a_broken_promise_is_reported(
+    committed: dict[str, Any], change: Any, complaint: str
+) -> None:
+    result = copy.deepcopy(next(d for d in committed["drills"] if d["name"] == "redis-kill"))
+    change(result)
+    assert any(complaint in problem for problem in drill_violations(committed, result))
