@@ -18,7 +18,7 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
         "Every service exports request-duration histograms; exemplars link them to traces.",
     ),
     (re.compile(r"\blogs?\b"), "Every log line carries the trace_id of the request that wrote it."),
-    (re.compile(r"\b(bye|goodbye)\b"), "Goodbye! Your session history stays in Redis until it is deleted."),
+    (re.compile(r"\b(bye|goodbye)\b"), "Goodbye! Your session history stays in Redis."),
 )
 
 
