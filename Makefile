@@ -101,8 +101,8 @@ install: .venv/.synced ## Install the locked Python dependencies into .venv
 	$(PYTHON) -m venv .tools/uv
 	.tools/uv/bin/pip install --quiet uv==$(UV_VERSION)
 
-.PHONY: test-python test-unit test-integration test-e2e
-test-python: install redis tools ## All pytest suites (unit, integration, e2e)
+.PHONY: test-python test-unit test-integration test-e2e test-browser
+test-python: install redis tools chromium ## All pytest suites (unit, integration, browser, e2e)
 	$(RUN) pytest
 
 test-unit: install redis ## In-process tests: three apps chained, in-memory exporters
@@ -114,9 +114,15 @@ test-integration: install redis ## Real uvicorn processes, real Redis, a test OT
 test-e2e: install redis tools ## The whole native pipeline, one trace id across every signal
 	$(RUN) pytest tests/e2e
 
-.PHONY: redis
+test-browser: install redis tools chromium ## The chat page in headless Chromium, on the native stack
+	$(RUN) pytest tests/browser
+
+.PHONY: redis chromium
 redis:
 	@scripts/require-redis.sh
+
+chromium:
+	@scripts/require.sh chromium chromium "install Chromium"
 
 # A pattern rule, not .PHONY targets: make skips pattern rules for phony targets.
 run-%: install ## Run one service in the foreground on its port: run-gateway, run-chat, ...
@@ -139,3 +145,12 @@ check: install tools ## Static checks: compose file, Collector config, Prometheu
 
 dashboards: install ## Regenerate the Grafana dashboards (JSON) with Grafana's SDK: scripts/gen_dashboards.py
 	$(RUN) python scripts/gen_dashboards.py
+
+##@ The chat page (needs Node and npm; the built files are committed)
+
+.PHONY: web screenshot
+web: ## Build the chat page's bundle and vendor Swagger UI from web/package-lock.json
+	cd web && npm ci --no-audit --no-fund && npm run build
+
+screenshot: install redis tools chromium ## Retake docs/chat-page.png (the README's) in headless Chromium
+	SCREENSHOT=$(CURDIR)/docs/chat-page.png $(RUN) pytest tests/browser -k screenshot

@@ -180,6 +180,9 @@ def service_components(ports: Ports, env: Mapping[str, str] | None = None) -> li
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"{LOOPBACK}:{ports.otlp_http}",
         "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=native",
         **registry.dependency_environment(urls),
+        # The chat page links each reply's trace into Jaeger's API (no Grafana here).
+        "GATEWAY_TRACE_LINK_TEMPLATE": f"{LOOPBACK}:{ports.jaeger_query}/api/v3/traces/"
+        "{trace_id}",
         # The admin endpoints (faults on purpose, `make fault`): on loopback only.
         **{f"{name.upper()}_ADMIN_KEY": DEMO_ADMIN_KEY for name in registry.names()},
         **(env or {}),

@@ -21,6 +21,9 @@
 #   rules        alert rules parse (promtool check rules) and their unit tests pass
 #                (promtool test rules)
 #   dashboards   the committed dashboard JSON is what scripts/gen_dashboards.py makes
+#   web          the chat page's bundle and the Swagger UI files are what `make web`
+#                builds: checksums always, and a rebuild from the npm lock file compared
+#                byte for byte where npm is installed (scripts/check_web.py)
 #   grafana      data sources, dashboards, and every PromQL expression in them
 #                (scripts/check_grafana.py)
 #
@@ -117,6 +120,13 @@ else
 fi
 
 check dashboards "${PY[@]}" scripts/gen_dashboards.py --check
+
+if command -v npm >/dev/null; then
+  check web "${PY[@]}" scripts/check_web.py --rebuild
+else
+  echo "(npm not installed: the web check compares checksums only, without a rebuild)"
+  check web "${PY[@]}" scripts/check_web.py
+fi
 
 if have "$PROMTOOL"; then
   check grafana "${PY[@]}" scripts/check_grafana.py

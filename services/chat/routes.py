@@ -131,7 +131,10 @@ async def create_reply(
             except DownstreamError as failure:
                 degradation.add("cache_unavailable", failure)
 
-    turn = ChatTurn(message=body.message, reply=reply, cached=cached, at=datetime.now(UTC))
+    trace_id = trace.format_trace_id(trace.get_current_span().get_span_context().trace_id)
+    turn = ChatTurn(
+        message=body.message, reply=reply, cached=cached, at=datetime.now(UTC), trace_id=trace_id
+    )
     saved = False
     if may_write:
         try:

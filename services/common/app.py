@@ -25,7 +25,7 @@ Middleware, outermost first::
 """
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -51,14 +51,15 @@ from services.common.problems import (
     unhandled_problem,
 )
 from services.common.settings import ServiceSettings
+from services.common.web import DOCS_PATHS, DOCS_PREFIXES, mount_docs
 from services.telemetry import Telemetry, TelemetryExporters, configure_telemetry
 
 _log = logging.getLogger(__name__)
 
 HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
-# Not traced: probes every few seconds, and the API's own documentation, would
-# bury the real traces (and are no request of the chat's).
-UNTRACED_PATHS = HEALTH_PATHS | {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+# Not traced: probes every few seconds, and the API's own documentation (its page,
+# files and document), would bury the real traces (and are no request of the chat's).
+UNTRACED_PATHS = HEALTH_PATHS | DOCS_PATHS
 TRACE_ID_HEADER = "X-Trace-Id"
 
 
@@ -101,6 +102,10 @@ class ServiceSpec:
     router: APIRouter
     # Builds the service's instruments; the result is ``app.state.metrics``.
     metrics: Callable[[Meter], object]
+    # Requests that get no span, beside health probes and the docs (exact paths,
+    # and path prefixes): pages and their assets, relayed telemetry.
+    untraced_paths: frozenset[str] = frozenset()
+    untraced_prefixes: tuple[str, ...] = ()
 
 
 class ServiceApp(FastAPI):
@@ -131,13 +136,15 @@ def create_service_app(
     *,
     resources: Sequence[Resource] = (),
     max_body_bytes: int | None = None,
+    max_body_bytes_by_path: Mapping[str, int] | None = None,
     own_budget_seconds: float | None = None,
 ) -> ServiceApp:
     """The app of one service; ``/readyz`` checks ``dependency``.
 
     ``resources`` are opened for the app's life too, but readiness does not wait
     for them: the service degrades without them (the gateway's rate-limit store).
-    A body over ``max_body_bytes`` is a 413, refused before it is parsed.
+    A body over ``max_body_bytes`` is a 413, refused before it is parsed; a path
+    in ``max_body_bytes_by_path`` has a limit of its own instead.
     ``own_budget_seconds``: this service starts requests' time budgets (the
     gateway); the others take theirs from the caller (see deadline.py).
     """
@@ -157,12 +164,20 @@ def create_service_app(
         finally:
             telemetry.shutdown()
 
+    untraced = Untraced(
+        UNTRACED_PATHS | spec.untraced_paths, DOCS_PREFIXES + spec.untraced_prefixes
+    )
     app = ServiceApp(
         title=f"otel-chat-demo {name}",
         description=spec.description or "",
         version=version("otel-chat-demo"),
         lifespan=lifespan,
-        telemetry=telemetry.fastapi_config(excluded_paths=UNTRACED_PATHS),
+        telemetry=telemetry.fastapi_config(
+            excluded_paths=untraced.paths, excluded_prefixes=untraced.prefixes
+        ),
+        # Swagger UI from the package's own files instead (mount_docs); no ReDoc.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.telemetry = telemetry
@@ -171,9 +186,12 @@ def create_service_app(
     install_problem_handlers(app)
     # add_middleware puts each new one outside the ones before it.
     app.add_middleware(SelfFaultMiddleware, faults=app.state.faults, exempt=HEALTH_PATHS)
+    app.add_middleware(SuppressInstrumentation, untraced=untraced)
     app.add_middleware(UnhandledErrorMiddleware)
     if max_body_bytes is not None:
-        app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+        app.add_middleware(
+            BodyLimitMiddleware, max_bytes=max_body_bytes, by_path=max_body_bytes_by_path or {}
+        )
     app.add_middleware(
         DeadlineMiddleware,
         service=name,
@@ -184,6 +202,7 @@ def create_service_app(
     app.add_middleware(TraceResponseMiddleware)
     app.include_router(_health_router(dependency))
     app.include_router(admin_router(settings.admin_key))
+    mount_docs(app)
     app.include_router(spec.router)
     return app
 
@@ -207,6 +226,33 @@ def _health_router(dependency: Dependency) -> APIRouter:
         return {"status": "ready"}
 
     return router
+
+
+@dataclass(frozen=True)
+class Untraced:
+    """Requests that get no span at all: exact paths, and path prefixes."""
+
+    paths: frozenset[str]
+    prefixes: tuple[str, ...]
+
+    def __contains__(self, path: str) -> bool:
+        return path in self.paths or path.startswith(self.prefixes)
+
+
+class SuppressInstrumentation(HttpMiddleware):
+    """No span inside an untraced request either (its Redis or HTTP calls): without
+    the server span, each would start a trace of its own."""
+
+    def __init__(self, app: ASGIApp, untraced: Untraced) -> None:
+        super().__init__(app)
+        self.untraced = untraced
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] not in self.untraced:
+            await self.app(scope, receive, send)
+            return
+        with suppress_instrumentation():
+            await self.app(scope, receive, send)
 
 
 class TraceResponseMiddleware(HttpMiddleware):
@@ -262,20 +308,25 @@ class UnhandledErrorMiddleware(HttpMiddleware):
 class BodyLimitMiddleware(HttpMiddleware):
     """A request body over ``max_bytes`` is a 413 problem, refused before it is parsed.
 
+    ``by_path`` gives some paths a limit of their own (larger or smaller), e.g.
+    the gateway's relay of browser telemetry, whose batches outgrow a chat message.
+
     A declared ``Content-Length`` over the limit is refused before a byte is read;
     a chunked body as soon as it passes the limit. (FastAPI's own ``max_body_size``
     answers a declared oversize with plain text from outside every middleware.)
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, by_path: Mapping[str, int]) -> None:
         super().__init__(app)
         self.max_bytes = max_bytes
-        self.detail = f"The request body is larger than {max_bytes} bytes."
+        self.by_path = dict(by_path)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        max_bytes = self.by_path.get(scope["path"], self.max_bytes)
+        detail = f"The request body is larger than {max_bytes} bytes."
         declared = Headers(scope=scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            response = problem_response(413, "Content Too Large", self.detail)
+        if declared.isdigit() and int(declared) > max_bytes:
+            response = problem_response(413, "Content Too Large", detail)
             await response(scope, receive, send)
             return
         received = 0
@@ -284,10 +335,10 @@ class BodyLimitMiddleware(HttpMiddleware):
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.max_bytes:
+            if received > max_bytes:
                 # An HTTPException, so FastAPI's body reader lets it through to
                 # the problem handlers (it turns other errors into a 400).
-                raise HTTPException(413, self.detail)
+                raise HTTPException(413, detail)
             return message
 
         await self.app(scope, receive_within_limit, send)

@@ -68,6 +68,25 @@ class ServiceClient:
         raise AssertionError("unreachable")
 
     async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        response = await self.exchange(method, url, **kwargs)
+        if response.is_success:
+            return response
+        is_problem = response.headers.get("content-type") == PROBLEM_JSON
+        detail = str(response.json().get("detail", "")) if is_problem else ""
+        if response.is_client_error and is_problem:
+            if response.status_code == 404:
+                raise NotFoundError(detail)
+            raise ProblemError(response.status_code, detail)
+        if is_problem and response.status_code in (502, 503, 504):
+            # It says what failed below it: keep the status, name the hop.
+            named = detail if detail.startswith(f"{self.name}:") else f"{self.name}: {detail}"
+            raise DownstreamError(response.status_code, named)
+        raise DownstreamError(502, f"{self.name}: failed ({response.status_code}).")
+
+    async def exchange(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """Send one request within the current request's budget and return the
+        response, whatever its status; a failure to get one is a problem: 503
+        unreachable, 504 out of time, 502 a broken connection."""
         left = remaining_seconds()
         if left is not None and left <= 0:
             raise DownstreamError(504, f"{self.name}: not called, the request is out of time.")
@@ -82,28 +101,13 @@ class ServiceClient:
         except InjectedFaultError as exc:
             raise DownstreamError(503, f"{self.name}: unreachable (injected fault).") from exc
         try:
-            response = await self.http.request(
-                method, url, headers=headers, timeout=timeout, **kwargs
-            )
+            return await self.http.request(method, url, headers=headers, timeout=timeout, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise DownstreamError(503, f"{self.name}: unreachable.") from exc
         except httpx.TimeoutException as exc:
             raise DownstreamError(504, f"{self.name}: no answer in time.") from exc
         except httpx.TransportError as exc:
             raise DownstreamError(502, f"{self.name}: the connection failed.") from exc
-        if response.is_success:
-            return response
-        is_problem = response.headers.get("content-type") == PROBLEM_JSON
-        detail = str(response.json().get("detail", "")) if is_problem else ""
-        if response.is_client_error and is_problem:
-            if response.status_code == 404:
-                raise NotFoundError(detail)
-            raise ProblemError(response.status_code, detail)
-        if is_problem and response.status_code in (502, 503, 504):
-            # It says what failed below it: keep the status, name the hop.
-            named = detail if detail.startswith(f"{self.name}:") else f"{self.name}: {detail}"
-            raise DownstreamError(response.status_code, named)
-        raise DownstreamError(502, f"{self.name}: failed ({response.status_code}).")
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,9 @@ class ChatTurn(BaseModel):
     reply: str
     cached: bool
     at: datetime
+    # The trace that made the turn (the chat page links it); None in turns stored
+    # before it was recorded.
+    trace_id: str | None = None
 
 
 class ChatHistory(BaseModel):

@@ -1,5 +1,7 @@
-"""The gateway: the public API (auth, rate limit, CORS) in front of the chat service."""
+"""The gateway: the public API (auth, rate limit, CORS) in front of the chat service,
+and the chat page whose traces start in the browser."""
 
+from fastapi import APIRouter
 from fastapi.middleware.cors import CORSMiddleware
 
 from services.common.app import (
@@ -11,14 +13,25 @@ from services.common.app import (
     create_service_app,
 )
 from services.common.http_client import Downstream
+from services.gateway import otlp, page, routes
 from services.gateway.edge import IncomingTraceContext, LinkClientContext, ResponseHeaders
 from services.gateway.metrics import CountChatOutcomes, GatewayMetrics
 from services.gateway.rate_limit import RateLimitStore
-from services.gateway.routes import router
 from services.gateway.security import API_KEY_HEADER
 from services.gateway.settings import GatewaySettings
 
-GATEWAY = ServiceSpec("gateway", __doc__, router, GatewayMetrics)
+_router = APIRouter()
+for _routes in (routes.router, page.router, otlp.router):
+    _router.include_router(_routes)
+
+GATEWAY = ServiceSpec(
+    "gateway",
+    __doc__,
+    _router,
+    GatewayMetrics,
+    untraced_paths=page.UNTRACED_PATHS | {otlp.OTLP_TRACES_PATH},
+    untraced_prefixes=page.UNTRACED_PREFIXES,
+)
 
 
 def create_app(settings: GatewaySettings | None = None, wiring: Wiring = PRODUCTION) -> ServiceApp:
@@ -29,10 +42,12 @@ def create_app(settings: GatewaySettings | None = None, wiring: Wiring = PRODUCT
         settings,
         chat,
         wiring,
-        resources=[RateLimitStore(settings)],
+        resources=[RateLimitStore(settings), otlp.TelemetryRelay(settings)],
         max_body_bytes=settings.max_body_bytes,
+        max_body_bytes_by_path={otlp.OTLP_TRACES_PATH: settings.otlp_max_body_bytes},
         own_budget_seconds=settings.request_budget_seconds,
     )
+    app.mount(page.ASSETS_PATH, page.page_assets(), name="page-assets")
     trust = settings.trust_incoming_trace_context
     app.add_edge_middleware(lambda inner: IncomingTraceContext(inner, trust_traceparent=trust))
     # Each add_middleware wraps the ones before it: CORS ends up outermost.

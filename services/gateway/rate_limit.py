@@ -4,6 +4,8 @@ Built on the ``limits`` library (sliding-window counters: two small keys per
 caller, no per-request entries). Two limits:
 
 - requests per client id, after authentication (``GATEWAY_RATE_LIMIT_PER_MINUTE``);
+  the chat page's telemetry exports have a budget of their own
+  (``GATEWAY_OTLP_EXPORTS_PER_MINUTE``), so spans never use up a client's chats;
 - failed authentications per client address (``GATEWAY_AUTH_FAILURES_PER_MINUTE``),
   checked before the key is: once an address is over it, every request from it
   is a 429 for a while, right key or wrong, so guessing keys does not pay.
@@ -62,33 +64,43 @@ class Quota:
         }
 
 
+# The per-client limits, by the name their RateLimit headers carry, and what they count.
+PER_CLIENT = "per-client"
+TELEMETRY = "telemetry"
+_COUNTS = {PER_CLIENT: "requests", TELEMETRY: "telemetry exports"}
+
+
 class RateLimits:
     def __init__(
         self,
         storage: RedisStorage,
         *,
         per_client: RateLimitItem,
+        telemetry: RateLimitItem,
         auth_failures: RateLimitItem,
         bypassed: Counter,
     ) -> None:
         self._limiter = SlidingWindowCounterRateLimiter(storage)
-        self._per_client = per_client
+        self._per_client = {PER_CLIENT: per_client, TELEMETRY: telemetry}
         self._auth_failures = auth_failures
         self._bypassed = bypassed
         self._store_down = False
 
-    async def take(self, client_id: str) -> Quota | None:
-        """Count one request of ``client_id``: 429 over the limit, else its quota
-        (None while the store is unreachable)."""
+    async def take(self, client_id: str, limit: str = PER_CLIENT) -> Quota | None:
+        """Count one request of ``client_id`` against ``limit``: 429 over it, else
+        its quota (None while the store is unreachable)."""
+        item = self._per_client[limit]
+        # Requests keep the namespace they always had; other limits get their own.
+        namespace = "client" if limit == PER_CLIENT else f"client-{limit}"
         try:
-            allowed = await self._limiter.hit(self._per_client, "client", client_id)
-            quota = await self._quota("per-client", self._per_client, "client", client_id)
+            allowed = await self._limiter.hit(item, namespace, client_id)
+            quota = await self._quota(limit, item, namespace, client_id)
         except StorageError as exc:
             self._fail_open(exc)
             return None
         self._store_up()
         if not allowed:
-            raise _too_many(quota, f"More than {self._per_client.amount} requests per minute.")
+            raise _too_many(quota, f"More than {item.amount} {_COUNTS[limit]} per minute.")
         return quota
 
     async def refuse_if_guessing(self, address: str) -> None:
@@ -165,6 +177,7 @@ class RateLimitStore:
         app.state.rate_limits = RateLimits(
             storage,
             per_client=RateLimitItemPerMinute(self.settings.rate_limit_per_minute),
+            telemetry=RateLimitItemPerMinute(self.settings.otlp_exports_per_minute),
             auth_failures=RateLimitItemPerMinute(self.settings.auth_failures_per_minute),
             bypassed=telemetry.meter.create_counter(
                 "gateway.rate_limit.bypassed",

@@ -1,4 +1,5 @@
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Security
@@ -11,7 +12,7 @@ from services.common.http_client import ServiceClient
 from services.common.models import CLIENT_ID_HEADER, ChatHistory, Message, SessionId
 from services.common.problems import ProblemError, documented
 from services.gateway.edge import RESPONSE_HEADERS_STATE
-from services.gateway.rate_limit import RateLimits
+from services.gateway.rate_limit import PER_CLIENT, RateLimits
 from services.gateway.security import API_KEY_HEADER, client_for_key
 from services.gateway.settings import GatewaySettings
 from services.telemetry import baggage_entries
@@ -41,9 +42,18 @@ _ERRORS = documented(
 )
 
 
-async def authenticate(
-    request: Request, api_key: Annotated[str | None, Security(_api_key_header)]
-) -> str:
+def authenticated(limit: str = PER_CLIENT) -> Callable[..., Awaitable[str]]:
+    """A dependency: the caller's client id, its request counted against ``limit``."""
+
+    async def dependency(
+        request: Request, api_key: Annotated[str | None, Security(_api_key_header)]
+    ) -> str:
+        return await authenticate(request, api_key, limit)
+
+    return dependency
+
+
+async def authenticate(request: Request, api_key: str | None, limit: str = PER_CLIENT) -> str:
     """The caller's client id. 401 without a known key; 429 over the rate limit,
     or from an address with too many failed authentications."""
     settings: GatewaySettings = request.app.state.settings
@@ -55,14 +65,14 @@ async def authenticate(
     except ProblemError:
         await rate_limits.count_failure(address)
         raise
-    quota = await rate_limits.take(client_id)
+    quota = await rate_limits.take(client_id, limit)
     if quota is not None:  # on every response from here on, errors included
         setattr(request.state, RESPONSE_HEADERS_STATE, quota.headers())
     trace.get_current_span().set_attribute("client.id", client_id)
     return client_id
 
 
-ClientId = Annotated[str, Depends(authenticate)]
+ClientId = Annotated[str, Depends(authenticated())]
 
 
 class ChatRequest(BaseModel):

@@ -23,6 +23,14 @@ DEMO_API_KEY = "demo-key"
 
 CLIENT_ID = re.compile(CLIENT_ID_PATTERN)
 
+# Grafana Explore (the Docker stack's, on the published port) with one trace of the
+# provisioned Tempo data source (uid "tempo"). The browser percent-encodes the JSON.
+GRAFANA_EXPLORE_TRACE = (
+    'http://localhost:3000/explore?schemaVersion=1&panes={"trace":{"datasource":"tempo",'
+    '"queries":[{"refId":"A","queryType":"traceql","query":"{trace_id}"}],'
+    '"range":{"from":"now-1h","to":"now"}}}'
+)
+
 
 class GatewaySettings(DownstreamSettings):
     """``GATEWAY_*`` environment variables."""
@@ -55,6 +63,19 @@ class GatewaySettings(DownstreamSettings):
     auth_failures_per_minute: PositiveInt = 20
 
     cors_allow_origins: list[str] = ["http://localhost:3000"]
+
+    # The chat page (services/gateway/page.py): each reply's trace id becomes a link
+    # made from this, {trace_id} replaced. The default opens Tempo in the Docker
+    # stack's Grafana Explore; the native stack (devstack) sets Jaeger's API.
+    trace_link_template: str = GRAFANA_EXPLORE_TRACE
+    # The page's spans, relayed to the Collector (services/gateway/otlp.py): where to
+    # (None: the OTLP/HTTP traces URL the services' own exporters use, see
+    # services.telemetry.otlp_http_traces_url), how large one export may be, and
+    # how many exports per minute a client id may send (its own budget, apart
+    # from rate_limit_per_minute: telemetry never uses up a client's chats).
+    otlp_traces_url: HttpUrl | None = None
+    otlp_max_body_bytes: PositiveInt = 256 * 1024
+    otlp_exports_per_minute: PositiveInt = 120
     # The most a request may take, end to end; every hop below works within what
     # is left of it (services/common/deadline.py). The chat service "thinks" for
     # up to 1.5 s: room for that, a retry and the way back.
@@ -68,6 +89,13 @@ class GatewaySettings(DownstreamSettings):
         if bad:
             raise ValueError(f"client ids must match {CLIENT_ID.pattern}: {bad}")
         return api_keys
+
+    @field_validator("trace_link_template")
+    @classmethod
+    def _has_trace_id(cls, template: str) -> str:
+        if "{trace_id}" not in template:
+            raise ValueError("must contain {trace_id}")
+        return template
 
     @model_validator(mode="before")
     @classmethod

@@ -18,6 +18,7 @@ Exporters speak OTLP and read only the standard ``OTEL_*`` variables
 """
 
 from services.telemetry._baggage import baggage_entries
+from services.telemetry._otlp import otlp_http_traces_url
 from services.telemetry._setup import (
     BAGGAGE_SPAN_ATTRIBUTES,
     SERVICE_NAMESPACE,
@@ -33,4 +34,5 @@ __all__ = [
     "TelemetryExporters",
     "baggage_entries",
     "configure_telemetry",
+    "otlp_http_traces_url",
 ]

@@ -60,3 +60,23 @@ def log_exporter(meter_provider: MeterProvider) -> LogRecordExporter:
     if otlp_protocol("logs") == "grpc":
         return grpc_logs.OTLPLogExporter(meter_provider=meter_provider)
     return http_logs.OTLPLogExporter(meter_provider=meter_provider)
+
+
+# The OTLP/HTTP exporters' default endpoint (the specification's).
+_DEFAULT_HTTP_ENDPOINT = "http://localhost:4318"
+
+
+def otlp_http_traces_url(environ: Mapping[str, str] = os.environ) -> str:
+    """Where this process's OTLP/HTTP span exporter sends (``.../v1/traces``).
+
+    The gateway relays the chat page's spans there. The traces endpoint variable
+    is the full URL; the general one gets ``/v1/traces`` appended. A gRPC endpoint
+    says nothing about the HTTP port, so with gRPC this is the default endpoint's
+    URL (the gateway's ``GATEWAY_OTLP_TRACES_URL`` names another).
+    """
+    if otlp_protocol("traces", environ) == "grpc":
+        return f"{_DEFAULT_HTTP_ENDPOINT}/v1/traces"
+    if url := environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip():
+        return url
+    base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() or _DEFAULT_HTTP_ENDPOINT
+    return f"{base.rstrip('/')}/v1/traces"

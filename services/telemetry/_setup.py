@@ -107,7 +107,9 @@ class Telemetry:
     def meter(self) -> metrics.Meter:
         return self.meter_provider.get_meter(f"services.{self.service_name}")
 
-    def fastapi_config(self, *, excluded_paths: frozenset[str]) -> TelemetryConfig:
+    def fastapi_config(
+        self, *, excluded_paths: frozenset[str], excluded_prefixes: tuple[str, ...] = ()
+    ) -> TelemetryConfig:
         """Options for ``FastAPI(telemetry=...)``: FastAPI's native OpenTelemetry.
 
         Chosen over opentelemetry-instrumentation-fastapi because it emits the
@@ -122,7 +124,8 @@ class Telemetry:
             return {"tracing": False, "metrics": False, "logs": False, "auto_configure": False}
 
         def exclude(scope: MutableMapping[str, Any]) -> bool:
-            return scope.get("path") in excluded_paths
+            path = scope.get("path", "")
+            return path in excluded_paths or path.startswith(excluded_prefixes)
 
         return {
             "tracer_provider": self.tracer_provider,

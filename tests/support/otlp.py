@@ -2,11 +2,14 @@
 
 Both listen on loopback and keep every request so tests can ask what arrived:
 :func:`otlp_receiver` speaks OTLP/HTTP (``/v1/traces``, ``/v1/metrics``,
-``/v1/logs`` as protobuf, what the Python exporters send), and
+``/v1/logs`` as protobuf, what the Python exporters send; traces as JSON too,
+what the browser's exporter sends through the gateway), and
 :func:`otlp_grpc_receiver` OTLP/gRPC (the three collector services' ``Export``).
 """
 
+import base64
 import gzip
+import json
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import grpc
+from google.protobuf import json_format  # type: ignore[import-untyped]  # no stubs installed
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
@@ -44,6 +48,21 @@ def attributes(pairs: Iterable[KeyValue]) -> dict[str, object]:
 def _value(value: AnyValue) -> object:
     kind = value.WhichOneof("value")
     return getattr(value, kind) if kind else None
+
+
+def traces_from_json(body: bytes) -> ExportTraceServiceRequest:
+    """OTLP/HTTP JSON as the protobuf message. OTLP's JSON writes trace and span ids
+    in hex where protobuf's JSON mapping expects base64: converted first."""
+    export = json.loads(body)
+    for resource_spans in export.get("resourceSpans", []):
+        for scope_spans in resource_spans.get("scopeSpans", []):
+            for span in scope_spans.get("spans", []):
+                for key in ("traceId", "spanId", "parentSpanId"):
+                    if span.get(key):
+                        span[key] = base64.b64encode(bytes.fromhex(span[key])).decode()
+    request = ExportTraceServiceRequest()
+    json_format.ParseDict(export, request)
+    return request
 
 
 @dataclass(frozen=True)
@@ -101,9 +120,11 @@ class OtlpReceiver:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def receive(self, path: str, body: bytes) -> None:
+    def receive(self, path: str, body: bytes, content_type: str = "") -> None:
         """One OTLP/HTTP request body, by its path."""
-        if path == "/v1/traces":
+        if path == "/v1/traces" and content_type == "application/json":
+            self.add_traces(traces_from_json(body))
+        elif path == "/v1/traces":
             self.add_traces(ExportTraceServiceRequest.FromString(body))
         elif path == "/v1/logs":
             self.add_logs(ExportLogsServiceRequest.FromString(body))
@@ -189,7 +210,7 @@ def otlp_receiver() -> Iterator[OtlpReceiver]:
             if self.headers.get("Content-Encoding") == "gzip":
                 body = gzip.decompress(body)
             try:
-                receiver.receive(self.path, body)
+                receiver.receive(self.path, body, self.headers.get("Content-Type", ""))
             except ValueError:
                 self.send_response(404)
             else:

@@ -1,0 +1,80 @@
+// `make web`: the chat page and the Swagger UI files, built from locked npm packages
+// into the Python package, where the services serve them (and where they are
+// committed, so running the services never needs Node).
+//
+//   web/src/{index.html,chat.css}  -> services/gateway/page/       (copied)
+//   web/src/chat.js (+ imports)    -> services/gateway/page/chat.js (esbuild bundle)
+//   web/src/docs/*, swagger-ui-dist -> services/common/swagger_ui/  (copied)
+//
+// Then web/checksums.sha256 records every input and output (`sha256sum -c` format);
+// `make check` fails when a file no longer matches it (scripts/check_web.py), and
+// rebuilds to compare byte for byte where npm is installed.
+//
+// OUT_DIR=<dir> builds into <dir> instead of the repository (that comparison).
+
+import { createHash } from "node:crypto";
+import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
+
+const WEB = dirname(fileURLToPath(import.meta.url));
+const REPO = join(WEB, "..");
+const OUT = process.env.OUT_DIR ?? REPO;
+const PAGE = "services/gateway/page";
+const SWAGGER = "services/common/swagger_ui";
+const SWAGGER_DIST = join(WEB, "node_modules/swagger-ui-dist");
+// What /docs loads, and the licence texts that go with it.
+const SWAGGER_FILES = [
+  "swagger-ui-bundle.js",
+  "swagger-ui-bundle.js.LICENSE.txt",
+  "swagger-ui.css",
+  "favicon-32x32.png",
+  "LICENSE",
+  "NOTICE",
+];
+
+function fresh(dir) {
+  rmSync(join(OUT, dir), { recursive: true, force: true });
+  mkdirSync(join(OUT, dir), { recursive: true });
+}
+
+fresh(PAGE);
+fresh(SWAGGER);
+await build({
+  entryPoints: [join(WEB, "src/chat.js")],
+  outfile: join(OUT, PAGE, "chat.js"),
+  bundle: true,
+  minify: true,
+  format: "iife",
+  // Browsers of the last few years; the bundle is one classic <script defer>.
+  target: ["es2022"],
+  legalComments: "eof",
+  banner: { js: "/* Built by `make web` from web/src (esbuild): do not edit. */" },
+  logLevel: "warning",
+});
+for (const name of ["index.html", "chat.css"]) {
+  copyFileSync(join(WEB, "src", name), join(OUT, PAGE, name));
+}
+for (const name of readdirSync(join(WEB, "src/docs"))) {
+  copyFileSync(join(WEB, "src/docs", name), join(OUT, SWAGGER, name));
+}
+for (const name of SWAGGER_FILES) {
+  copyFileSync(join(SWAGGER_DIST, name), join(OUT, SWAGGER, name));
+}
+
+// Inputs first, then outputs; paths from the repository root, sorted.
+const files = (dir) =>
+  readdirSync(join(REPO, dir), { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile())
+    .map((entry) => relative(REPO, join(entry.parentPath, entry.name)));
+const inputs = ["web/package.json", "web/package-lock.json", "web/.npmrc", "web/build.mjs"];
+const outputs = [PAGE, SWAGGER].flatMap((dir) =>
+  readdirSync(join(OUT, dir)).map((name) => `${dir}/${name}`),
+);
+const sha256 = (path) => createHash("sha256").update(readFileSync(path)).digest("hex");
+const lines = [
+  ...[...inputs, ...files("web/src")].sort().map((p) => `${sha256(join(REPO, p))}  ${p}`),
+  ...outputs.sort().map((p) => `${sha256(join(OUT, p))}  ${p}`),
+];
+writeFileSync(join(OUT, "web/checksums.sha256"), `${lines.join("\n")}\n`);
