@@ -40,7 +40,7 @@ def backends(stack: NativeStack) -> Backends:
 
 @pytest.fixture(scope="package")
 def gateway(stack: NativeStack) -> str:
-    return f"http://127.0.0.1:{stack.ports.gateway}"
+    return f"http://127.0.0.1:{stack.ports.entry}"
 
 
 @pytest.fixture(scope="package")
