@@ -71,14 +71,9 @@ class Backends:
                 total += float(line.rsplit(" ", 1)[1])
         return total
 
-    def stored_spans(self, service: str = "gateway", *, since: datetime | None = None) -> int:
-        """Spans in Jaeger of every trace that ``service`` took part in (since
-        ``since``, or in the last hour)."""
-        return len(self.stored_span_ids(service, since=since))
-
-    def stored_span_ids(self, service: str, *, since: datetime | None = None) -> set[str]:
-        """Trace and span ids (``trace/span``) of the spans in Jaeger of every trace
-        that ``service`` took part in (since ``since``, or in the last hour)."""
+    def traces_of(self, service: str, *, since: datetime | None = None) -> list[dict[str, Any]]:
+        """Every trace in Jaeger that ``service`` took part in (since ``since``, or in
+        the last hour), as OTLP JSON resourceSpans."""
         now = datetime.now(UTC)
         try:
             body: dict[str, Any] = self.get_json(
@@ -93,11 +88,22 @@ class Backends:
             )
         except urllib.error.HTTPError as exc:
             if exc.code == 404:  # no such trace (yet)
-                return set()
+                return []
             raise
+        blocks: list[dict[str, Any]] = body["result"]["resourceSpans"]
+        return blocks
+
+    def stored_spans(self, service: str = "gateway", *, since: datetime | None = None) -> int:
+        """Spans in Jaeger of every trace that ``service`` took part in (since
+        ``since``, or in the last hour)."""
+        return len(self.stored_span_ids(service, since=since))
+
+    def stored_span_ids(self, service: str, *, since: datetime | None = None) -> set[str]:
+        """Trace and span ids (``trace/span``) of the spans in Jaeger of every trace
+        that ``service`` took part in (since ``since``, or in the last hour)."""
         return {
             f"{span['traceId']}/{span['spanId']}"
-            for block in body["result"]["resourceSpans"]
+            for block in self.traces_of(service, since=since)
             for scope in block.get("scopeSpans", [])
             for span in scope.get("spans", [])
         }

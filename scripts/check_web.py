@@ -6,10 +6,11 @@
 
 `make web` (web/build.mjs) writes web/checksums.sha256: a SHA-256 of every input
 (web/package.json, the lock file, web/.npmrc, the build script, web/src/**) and
-of every file it writes into services/. The committed files are stale when any of
-them no longer matches, when a file is missing from the list or from disk, or
-(with --rebuild: `npm ci` from the lock file, then the build into a scratch
-folder) when a fresh build differs from what is committed.
+of every file it writes into services/ (the page's chat.js, Swagger UI's files).
+The committed files are stale when any of them no longer matches, when a source
+in web/src is not in the list, when a listed file is missing, or (with --rebuild:
+`npm ci` from the lock file, then the build into a scratch folder) when a fresh
+build differs from what is committed.
 
 Exit status 0 when all pass, 1 otherwise. Standard library only.
 """
@@ -27,9 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 WEB = REPO / "web"
 CHECKSUMS = WEB / "checksums.sha256"
-# Every file in these folders comes from the build.
-OUTPUTS = ("services/gateway/page", "services/common/swagger_ui")
-INPUTS = ("web/src",)
+SOURCES = "web/src"
 
 
 def recorded(checksums: Path) -> dict[str, str]:
@@ -38,14 +37,9 @@ def recorded(checksums: Path) -> dict[str, str]:
     return {path: digest for digest, path in pairs}
 
 
-def on_disk(root: Path) -> set[str]:
-    """The files that must be listed: every input under web/src, every output."""
-    return {
-        str(path.relative_to(root))
-        for folder in (*INPUTS, *OUTPUTS)
-        for path in (root / folder).rglob("*")
-        if path.is_file()
-    }
+def sources(root: Path) -> set[str]:
+    """The files that must be listed whatever the list says: every source."""
+    return {str(p.relative_to(root)) for p in (root / SOURCES).rglob("*") if p.is_file()}
 
 
 def sha256(path: Path) -> str:
@@ -55,7 +49,7 @@ def sha256(path: Path) -> str:
 def stale(root: Path = REPO) -> list[str]:
     """What does not match web/checksums.sha256 (empty: everything does)."""
     expected = recorded(root / "web/checksums.sha256")
-    problems = [f"{path}: not in web/checksums.sha256" for path in on_disk(root) - set(expected)]
+    problems = [f"{path}: not in web/checksums.sha256" for path in sources(root) - set(expected)]
     for path, digest in sorted(expected.items()):
         file = root / path
         if not file.is_file():

@@ -2,9 +2,11 @@
 // into the Python package, where the services serve them (and where they are
 // committed, so running the services never needs Node).
 //
-//   web/src/{index.html,chat.css}  -> services/gateway/page/       (copied)
-//   web/src/chat.js (+ imports)    -> services/gateway/page/chat.js (esbuild bundle)
-//   web/src/docs/*, swagger-ui-dist -> services/common/swagger_ui/  (copied)
+//   web/src/chat.js (+ imports)  -> services/gateway/page/chat.js   (esbuild bundle)
+//   swagger-ui-dist's files      -> services/common/swagger_ui/     (copied)
+//
+// Only those are built: the page's HTML and CSS, and Swagger UI's page and set-up
+// script, are written by hand beside them.
 //
 // Then web/checksums.sha256 records every input and output (`sha256sum -c` format);
 // `make check` fails when a file no longer matches it (scripts/check_web.py), and
@@ -13,7 +15,7 @@
 // OUT_DIR=<dir> builds into <dir> instead of the repository (that comparison).
 
 import { createHash } from "node:crypto";
-import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
@@ -34,13 +36,8 @@ const SWAGGER_FILES = [
   "NOTICE",
 ];
 
-function fresh(dir) {
-  rmSync(join(OUT, dir), { recursive: true, force: true });
-  mkdirSync(join(OUT, dir), { recursive: true });
-}
-
-fresh(PAGE);
-fresh(SWAGGER);
+mkdirSync(join(OUT, PAGE), { recursive: true });
+mkdirSync(join(OUT, SWAGGER), { recursive: true });
 await build({
   entryPoints: [join(WEB, "src/chat.js")],
   outfile: join(OUT, PAGE, "chat.js"),
@@ -53,12 +50,6 @@ await build({
   banner: { js: "/* Built by `make web` from web/src (esbuild): do not edit. */" },
   logLevel: "warning",
 });
-for (const name of ["index.html", "chat.css"]) {
-  copyFileSync(join(WEB, "src", name), join(OUT, PAGE, name));
-}
-for (const name of readdirSync(join(WEB, "src/docs"))) {
-  copyFileSync(join(WEB, "src/docs", name), join(OUT, SWAGGER, name));
-}
 for (const name of SWAGGER_FILES) {
   copyFileSync(join(SWAGGER_DIST, name), join(OUT, SWAGGER, name));
 }
@@ -69,9 +60,7 @@ const files = (dir) =>
     .filter((entry) => entry.isFile())
     .map((entry) => relative(REPO, join(entry.parentPath, entry.name)));
 const inputs = ["web/package.json", "web/package-lock.json", "web/.npmrc", "web/build.mjs"];
-const outputs = [PAGE, SWAGGER].flatMap((dir) =>
-  readdirSync(join(OUT, dir)).map((name) => `${dir}/${name}`),
-);
+const outputs = [`${PAGE}/chat.js`, ...SWAGGER_FILES.map((name) => `${SWAGGER}/${name}`)];
 const sha256 = (path) => createHash("sha256").update(readFileSync(path)).digest("hex");
 const lines = [
   ...[...inputs, ...files("web/src")].sort().map((p) => `${sha256(join(REPO, p))}  ${p}`),

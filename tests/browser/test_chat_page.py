@@ -6,9 +6,7 @@ import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -167,7 +165,7 @@ def test_the_page_load_is_traced(visit: Visit, backends: Backends) -> None:
     open_chat(visit)
 
     def document_loads() -> list[StoredSpan] | None:
-        spans = [s for s in _stored_spans(backends, "chat-web") if s.name == "documentLoad"]
+        spans = [s for s in flatten(backends.traces_of("chat-web")) if s.name == "documentLoad"]
         return spans or None
 
     [load, *_] = wait_until(document_loads, timeout=30, what="a documentLoad span in Jaeger")
@@ -200,18 +198,3 @@ def test_screenshot_of_a_few_turns(visit: Visit, stack: NativeStack, tmp_path: P
     target = screenshot_path() or tmp_path / "chat-page.png"
     page.screenshot(path=target, full_page=True)
     assert target.read_bytes().startswith(b"\x89PNG")
-
-
-def _stored_spans(backends: Backends, service: str) -> list[StoredSpan]:
-    now = datetime.now(UTC)
-    body: dict[str, Any] = backends.get_json(
-        backends.ports.jaeger_query,
-        "/api/v3/traces",
-        **{
-            "query.service_name": service,
-            "query.start_time_min": (now - timedelta(hours=1)).isoformat(),
-            "query.start_time_max": (now + timedelta(minutes=1)).isoformat(),
-            "query.num_traces": "1000",
-        },
-    )
-    return flatten(body["result"]["resourceSpans"])
