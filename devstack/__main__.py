@@ -41,8 +41,6 @@ def up(detach: bool) -> int:
     print("native stack ready (logs in .run/logs/):")
     for name, (url, note) in stack.urls().items():
         print(f"  {name:<14} {url}" + (f"\n  {'':<14} {note}" if note else ""))
-    page = f"http://127.0.0.1:{stack.ports.entry}/"
-    print(f"  {'chat page':<14} {page} (its traces start in the browser)")
     print(
         "  No Grafana natively (AGPL): `make trace` sends a request and prints its trace.\n"
         '  try: curl -s localhost:8000/chat -H "X-API-Key: demo-key" '

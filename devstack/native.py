@@ -189,12 +189,17 @@ def service_components(ports: Ports, env: Mapping[str, str] | None = None) -> li
     }
 
     def service(name: str, port: int) -> Component:
+        # The entry service serves the chat page at /; every service its API docs.
+        entry = name == registry.ENTRY.name
         return Component(
             name,
             uvicorn_command(name, port),
             http_ok(f"{LOOPBACK}:{port}/readyz"),
             env={**uvicorn_settings(name), **service_env},
-            url=f"{LOOPBACK}:{port}/docs",
+            url=f"{LOOPBACK}:{port}/" if entry else f"{LOOPBACK}:{port}/docs",
+            url_note="the chat page (its traces start in the browser); API docs at /docs"
+            if entry
+            else "",
         )
 
     return [service(s.name, ports.services[s.name]) for s in registry.start_order()]
