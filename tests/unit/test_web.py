@@ -127,3 +127,14 @@ async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
             yield client
+
+
+async def test_each_turn_of_the_history_remembers_its_trace(chain: Chain) -> None:
+    """So the page can link a reloaded conversation's replies to their traces."""
+    first = (await chain.chat("hello")).json()
+    second = (await chain.chat("and metrics?", session_id=first["session_id"])).json()
+    history = await chain.gateway.get(
+        f"/chat/{first['session_id']}/history", headers={"X-API-Key": DEMO_API_KEY}
+    )
+    turns = history.json()["turns"]
+    assert [turn["trace_id"] for turn in turns] == [first["trace_id"], second["trace_id"]]
