@@ -6,6 +6,8 @@ It wires what all three services have in common, so a service's own
 - telemetry (providers built per process, flushed at shutdown),
 - problem+json error handlers, and a 500 that still carries every header,
 - ``/healthz`` (liveness, no I/O) and ``/readyz`` (the one dependency),
+- Swagger UI at ``/docs`` from the package's own files (services/common/web.py),
+- no span at all for probes, docs and what a service declares untraced,
 - the trace id of every request in the ``traceresponse`` and ``X-Trace-Id``
   response headers.
 
@@ -20,6 +22,7 @@ Middleware, outermost first::
     DeadlineMiddleware                                  504 problem when out of time
     BodyLimitMiddleware                                 413 problem (if a limit is set)
     UnhandledErrorMiddleware                            500 problem, logged once
+    SuppressInstrumentation                             untraced requests: no span inside
     SelfFaultMiddleware                                 faults on purpose (faults.py)
     exception handlers, routes
 """
