@@ -92,7 +92,9 @@ async def relay_traces(request: Request, client_id: TelemetryClientId) -> Respon
     try:
         export = json.loads(await request.body())
         spans = _stamp(export, client_id)
-    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+    # Whatever the shape, a wrong one is the sender's error (RecursionError: JSON
+    # nested deeper than the parser goes).
+    except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as exc:
         raise ProblemError(400, f"Not an OTLP trace export of {BROWSER_SERVICE}: {exc}") from exc
     try:
         answer = await relay.collector.exchange(

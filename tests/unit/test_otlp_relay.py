@@ -117,9 +117,18 @@ async def test_the_app_wide_body_limit_still_holds_for_chats(chain: Chain) -> No
         (400, JSON, json.dumps(export(service="gateway"))),
         (400, JSON, json.dumps({"resourceSpans": [{"scopeSpans": []}]})),
         (400, JSON, "not json"),
+        (400, JSON, "[" * 60_000),
         (413, JSON, json.dumps(export(padding=70 * 1024))),
     ],
-    ids=["no key", "protobuf", "another service", "no service", "not json", "too large"],
+    ids=[
+        "no key",
+        "protobuf",
+        "another service",
+        "no service",
+        "not json",
+        "nested too deep",
+        "too large",
+    ],
 )
 async def test_what_the_relay_refuses_never_reaches_the_collector(
     chain: Chain, receiver: OtlpReceiver, status: int, headers: dict[str, str], body: str
