@@ -20,6 +20,9 @@ ARG PYTHON_IMAGE
 
 FROM ${PYTHON_IMAGE} AS build
 ARG UV_VERSION
+# Dependency groups on top of the runtime ones: the load generator's image
+# (compose service loadgen) is built with "--group load"; the services take none.
+ARG UV_GROUPS=""
 RUN test -n "${UV_VERSION}" || { echo "build argument UV_VERSION is required" >&2; exit 1; } \
  && pip install --no-cache-dir --root-user-action=ignore "uv==${UV_VERSION}"
 
@@ -34,14 +37,14 @@ WORKDIR /src
 # 1. Dependencies only: this layer is rebuilt only when the lock file changes.
 COPY pyproject.toml uv.lock ./
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-install-project
+    uv sync --frozen --no-default-groups ${UV_GROUPS} --no-install-project
 
 # 2. The project, installed as a regular (non-editable) package into the same venv,
 #    so the runtime stage needs nothing from /src.
 COPY README.md ./
 COPY services ./services
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-editable
+    uv sync --frozen --no-default-groups ${UV_GROUPS} --no-editable
 
 
 FROM ${PYTHON_IMAGE} AS runtime
@@ -53,6 +56,8 @@ RUN test -n "${SERVICE}" -a -n "${PORT}" \
  && useradd --system --uid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin app
 
 COPY --from=build /app/.venv /app/.venv
+# The Locust users (a few kB), for the loadgen service; the services never import them.
+COPY loadtest /app/loadtest
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -16,6 +16,14 @@ REGISTRY := $(PYTHON) -m services.registry
 SERVICES := $(shell $(REGISTRY) names)
 # Go code of this project's own (the other tools/ modules only pin upstream tools).
 GO_MODULES := otel-collector/servicegraphconnector tools/composecheck
+# make load (Locust). The defaults stay under the gateway's limits: see loadtest/locustfile.py.
+USERS ?= 20
+SPAWN_RATE ?= 2
+RUN_TIME ?= 1m
+HOST ?=
+API_KEYS ?=
+MAX_FAILURE_RATIO ?= 0.01
+MAX_P95_MS ?= 1000
 
 ##@ The stack (Docker compose; without a Docker engine the same pipeline natively)
 
@@ -51,9 +59,11 @@ trace: install ## One request's waterfall and logs (ID=<trace id>, MESSAGE=, SES
 	  $(call given,MESSAGE,--message "$$MESSAGE") $(call given,SESSION,--session "$$SESSION") \
 	  $(call given,JSON,--json)
 
-load: install ## Load-test the gateway (REQUESTS=2000 CONCURRENCY=16 DURATION=60)
-	$(RUN) python -m devstack load --requests $(or $(REQUESTS),2000) \
-	  --concurrency $(or $(CONCURRENCY),16) --seconds $(or $(DURATION),60)
+load: install ## Locust against the running stack (USERS SPAWN_RATE RUN_TIME HOST API_KEYS MAX_*)
+	LOCUST_USERS=$(USERS) LOCUST_SPAWN_RATE=$(SPAWN_RATE) LOCUST_RUN_TIME=$(RUN_TIME) \
+	  LOCUST_MAX_FAILURE_RATIO=$(MAX_FAILURE_RATIO) LOCUST_MAX_P95_MS=$(MAX_P95_MS) \
+	  $(if $(HOST),LOCUST_HOST=$(HOST)) $(if $(API_KEYS),LOCUST_API_KEYS=$(API_KEYS)) \
+	  $(RUN) python -m devstack load
 
 .PHONY: bench drills
 bench: install tools redis ## Telemetry on vs off: throughput ratio on the same chain (needs wrk)

@@ -3,9 +3,9 @@ behind ``make dev``, the trace and load commands for either stack, the benchmark
 faults on purpose and the fault drills."""
 
 import argparse
-import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -144,6 +144,21 @@ def trace(args: argparse.Namespace, api_key: str) -> int:
     return 0
 
 
+def load() -> int:
+    """Locust against the native stack if one runs here, else the Docker stack."""
+    stack = NativeStack.load(RUN_DIR)
+    if stack is not None and stack.running:
+        run_load(stack.ports)
+    docker = shutil.which("docker")
+    docker_answers = (
+        docker and subprocess.run([docker, "info"], capture_output=True).returncode == 0
+    )
+    if docker_answers:
+        run_load(None)
+    print("make load: no stack is running here (make up, or make dev)", file=sys.stderr)
+    return 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -167,10 +182,7 @@ def main() -> int:
     bench.add_argument("--rounds", type=int, default=3)
     bench.add_argument("--seconds", type=int, default=15)
     bench.add_argument("--connections", type=int, default=32)
-    load_test = commands.add_parser("load", help="load-test the gateway")
-    load_test.add_argument("--requests", type=int, default=2_000)
-    load_test.add_argument("--concurrency", type=int, default=16)
-    load_test.add_argument("--seconds", type=float, default=60)
+    commands.add_parser("load", help="load-test the running stack with Locust (LOCUST_* vars)")
     drill = commands.add_parser("drills", help="fault drills on a native stack of their own")
     drill.add_argument("--fast", action="store_true", help="short phases, small SDK queues")
     drill.add_argument("--out", type=Path, default=REPO / "drills", help="report directory")
@@ -187,20 +199,11 @@ def main() -> int:
         )
         print_report(report)
         return 0
+    if args.command == "load":
+        return load()
     api_key = os.environ.get("API_KEY", DEMO_API_KEY)
     if args.command == "trace":
         return trace(args, api_key)
-    if args.command == "load":
-        asyncio.run(
-            run_load(
-                find_stores(RUN_DIR).gateway,
-                api_key,
-                requests=args.requests,
-                concurrency=args.concurrency,
-                seconds=args.seconds,
-            )
-        )
-        return 0
     return {"down": down, "ps": ps, "logs": logs}[args.command]()
 
 

@@ -185,6 +185,8 @@ def service_components(ports: Ports, env: Mapping[str, str] | None = None) -> li
         "{trace_id}",
         # The admin endpoints (faults on purpose, `make fault`): on loopback only.
         **{f"{name.upper()}_ADMIN_KEY": DEMO_ADMIN_KEY for name in registry.names()},
+        # The keys the Docker stack mounts too: the demo key and the load-test keys.
+        "GATEWAY_API_KEYS_FILE": str(REPO / "deploy/gateway/api-keys.json"),
         **(env or {}),
     }
 
