@@ -66,8 +66,8 @@ load: install ## Locust against the running stack (USERS SPAWN_RATE RUN_TIME HOS
 	  $(RUN) python -m devstack load
 
 .PHONY: bench drills
-bench: install tools redis ## Telemetry on vs off: throughput ratio on the same chain (needs wrk)
-	$(RUN) python -m devstack bench
+bench: install tools redis wrk ## Telemetry on vs off in one run; writes bench/ (PROFILE=1: py-spy too)
+	$(RUN) python -m devstack bench $(if $(PROFILE),--profile)
 
 drills: install tools redis ## Fault drills under traffic: writes drills/latest.{md,json} and the README table
 	TOOLS_DIR=$(TOOLS_DIR) $(RUN) python -m devstack drills
@@ -127,9 +127,12 @@ test-e2e: install redis tools ## The whole native pipeline, one trace id across 
 test-browser: install redis tools chromium ## The chat page in headless Chromium, on the native stack
 	$(RUN) pytest tests/browser
 
-.PHONY: redis chromium
+.PHONY: redis wrk chromium
 redis:
 	@scripts/require-redis.sh
+
+wrk:
+	@scripts/require.sh wrk wrk "install wrk (macOS: brew install wrk)"
 
 chromium:
 	@scripts/require.sh chromium chromium "install Chromium"

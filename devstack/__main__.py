@@ -12,7 +12,13 @@ import sys
 from pathlib import Path
 
 from devstack import drills, faults
-from devstack.bench import print_report, run_bench
+from devstack.bench import (
+    RESULTS,
+    print_report,
+    run_bench,
+    wait_for_quiet,
+    write_results,
+)
 from devstack.faults import SCENARIOS
 from devstack.load import run_load
 from devstack.native import REPO, NativeStack, Ports
@@ -178,10 +184,14 @@ def main() -> int:
     break_it = commands.add_parser("fault", help="break the running stack on purpose")
     break_it.add_argument("scenario", nargs="?", choices=sorted(SCENARIOS))
     break_it.add_argument("--clear", action="store_true", help="undo every fault")
-    bench = commands.add_parser("bench", help="telemetry on vs off: throughput ratio (wrk)")
+    bench = commands.add_parser("bench", help="telemetry on vs off, in one run (wrk)")
     bench.add_argument("--rounds", type=int, default=3)
-    bench.add_argument("--seconds", type=int, default=15)
+    bench.add_argument("--seconds", type=float, default=15)
     bench.add_argument("--connections", type=int, default=32)
+    bench.add_argument("--profile", action="store_true", help="py-spy summaries too")
+    bench.add_argument(
+        "--wait-quiet", type=float, default=600, help="seconds to wait for load average < 0.5"
+    )
     commands.add_parser("load", help="load-test the running stack with Locust (LOCUST_* vars)")
     drill = commands.add_parser("drills", help="fault drills on a native stack of their own")
     drill.add_argument("--fast", action="store_true", help="short phases, small SDK queues")
@@ -194,9 +204,15 @@ def main() -> int:
     if args.command == "fault":
         return fault(args.scenario, clear=args.clear)
     if args.command == "bench":
+        wait_for_quiet(args.wait_quiet)
         report = run_bench(
-            DEMO_API_KEY, rounds=args.rounds, seconds=args.seconds, connections=args.connections
+            DEMO_API_KEY,
+            rounds=args.rounds,
+            seconds=args.seconds,
+            connections=args.connections,
+            profile_dir=RESULTS / "profiles" if args.profile else None,
         )
+        write_results(report)
         print_report(report)
         return 0
     if args.command == "load":

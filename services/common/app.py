@@ -182,6 +182,8 @@ def create_service_app(
         docs_url=None,
         redoc_url=None,
     )
+    if settings.server_instrumentation == "contrib":
+        telemetry.instrument_app_contrib(app, excluded_paths=HEALTH_PATHS)
     app.state.settings = settings
     app.state.telemetry = telemetry
     app.state.metrics = spec.metrics(telemetry.meter)

@@ -26,6 +26,9 @@ class ServiceSettings(BaseSettings):
     # /admin/faults with this key (no key: no admin endpoints).
     faults: FaultPlan = {}
     admin_key: str | None = Field(default=None, repr=False)
+    # Server spans and http.server.* metrics: FastAPI's own OpenTelemetry support, or
+    # opentelemetry-instrumentation-fastapi (kept to compare: see the README's Benchmark).
+    server_instrumentation: Literal["fastapi", "contrib"] = "fastapi"
 
 
 class DownstreamSettings(ServiceSettings):

@@ -23,9 +23,11 @@ from typing import Any
 
 import httpx
 import redis.asyncio as redis
+from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 from opentelemetry import metrics, trace
 from opentelemetry._logs import set_logger_provider
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.httpx import (
     HTTPXClientInstrumentor,
     RequestInfo,
@@ -135,6 +137,23 @@ class Telemetry:
             "auto_configure": False,
             "exclude": exclude,
         }
+
+    def instrument_app_contrib(self, app: FastAPI, *, excluded_paths: frozenset[str]) -> None:
+        """Server spans from opentelemetry-instrumentation-fastapi instead (FastAPI's
+        native telemetry steps aside when it finds contrib's middleware in the stack).
+
+        The same span and metric shape as the native one: no internal ASGI
+        send/receive spans, no header capture, health probes excluded. Kept
+        selectable (``*_SERVER_INSTRUMENTATION=contrib``) so ``make bench`` can show
+        what each costs.
+        """
+        FastAPIInstrumentor.instrument_app(
+            app,
+            tracer_provider=self.tracer_provider,
+            meter_provider=self.meter_provider,
+            excluded_urls=",".join(f"//[^/]+{path}$" for path in sorted(excluded_paths)),
+            exclude_spans=["send", "receive"],
+        )
 
     def log_context(self) -> AbstractContextManager[None]:
         """Log records written inside the block are this service's (the app

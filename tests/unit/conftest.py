@@ -15,12 +15,15 @@ from typing import Any, Protocol
 import httpx
 import pytest
 from fastapi import FastAPI
+from opentelemetry import context
+from opentelemetry.context import Context
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from redis import Redis
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services import registry
 from services.cache.settings import CacheSettings
@@ -55,8 +58,24 @@ class InMemoryTelemetry:
 
     def wiring(self, downstream: FastAPI | None = None) -> Wiring:
         """In-memory exporters; requests to ``downstream`` stay in this process."""
-        transport = httpx.ASGITransport(app=downstream) if downstream else None
+        transport = httpx.ASGITransport(app=_own_context(downstream)) if downstream else None
         return Wiring(exporters=self.exporters(), transport=transport)
+
+
+def _own_context(app: FastAPI) -> ASGIApp:
+    """``app`` as if in a process of its own: it starts from an empty OpenTelemetry
+    context and knows of its caller only what the request's headers say. (In one
+    process, the caller's client span would otherwise be the current span, and
+    opentelemetry-instrumentation-fastapi would make an INTERNAL span under it.)"""
+
+    async def call(scope: Scope, receive: Receive, send: Send) -> None:
+        token = context.attach(Context())
+        try:
+            await app(scope, receive, send)
+        finally:
+            context.detach(token)
+
+    return call
 
 
 @dataclass
@@ -120,6 +139,12 @@ def otel_env() -> dict[str, str]:
 
 
 @pytest.fixture
+def server_instrumentation() -> str:
+    """Which server instrumentation the chain's apps use (test_traces runs both)."""
+    return "fastapi"
+
+
+@pytest.fixture
 async def chain(
     redis_url: str,
     cache_settings: CacheSettings,
@@ -127,6 +152,7 @@ async def chain(
     gateway_settings: GatewaySettings,
     otel_env: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
+    server_instrumentation: str,
 ) -> AsyncIterator[Chain]:
     """Every service's app, callees first, each one's requests going to the next
     in-process; a service without settings here reads its defaults (and the
@@ -145,12 +171,17 @@ async def chain(
         "gateway": gateway_settings,
     }
     telemetry = {service: InMemoryTelemetry() for service in SERVICES}
+    # The server instrumentation: in the settings given here, and through the
+    # environment for a service that reads its own.
+    server = {"server_instrumentation": server_instrumentation}
+    for service in registry.SERVICES:
+        monkeypatch.setenv(f"{service.name.upper()}_SERVER_INSTRUMENTATION", server_instrumentation)
     apps: list[FastAPI] = []
     for service in registry.start_order():
         create_app = import_module(service.module).create_app
         downstream = apps[-1] if apps else None
         wiring = telemetry[service.name].wiring(downstream=downstream)
-        apps.append(create_app(settings.get(service.name), wiring))
+        apps.append(create_app(_with(settings.get(service.name), server), wiring))
     async with AsyncExitStack() as stack:
         for app in apps:
             await stack.enter_async_context(_lifespan(app))
@@ -159,6 +190,11 @@ async def chain(
         )
         yield Chain(gateway=client, telemetry=telemetry, redis=redis)
     redis.close()
+
+
+def _with(settings: ServiceSettings | None, update: dict[str, str]) -> ServiceSettings | None:
+    """``settings`` with ``update`` applied (None, the app's defaults: via the environment)."""
+    return settings.model_copy(update=update) if settings is not None else None
 
 
 def _lifespan(app: FastAPI) -> Any:

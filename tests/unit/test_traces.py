@@ -1,9 +1,40 @@
 """One chat request, as every service's in-memory exporters saw it."""
 
+import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode, format_span_id, format_trace_id
 
 from tests.unit.conftest import SERVICES, Chain, attrs
+
+# Who makes the server spans, by the server_instrumentation setting.
+SERVER_SCOPES = {"fastapi": "fastapi", "contrib": "opentelemetry.instrumentation.fastapi"}
+
+
+@pytest.fixture(params=sorted(SERVER_SCOPES))
+def server_instrumentation(request: pytest.FixtureRequest) -> str:
+    """Every test here runs with either server instrumentation: one span shape."""
+    value: str = request.param
+    return value
+
+
+async def test_the_setting_picks_the_server_instrumentation(
+    chain: Chain, server_instrumentation: str
+) -> None:
+    response = await chain.chat("hello, who instruments you?")
+    assert response.status_code == 200
+    for service in SERVICES:
+        servers = [s for s in chain.spans(service) if s.kind == SpanKind.SERVER]
+        assert servers, service
+        for span in servers:
+            assert span.instrumentation_scope is not None
+            assert span.instrumentation_scope.name == SERVER_SCOPES[server_instrumentation]
+            assert attrs(span)["http.route"]
+        # No internal ASGI send/receive spans from either.
+        assert not [
+            s for s in chain.spans(service) if s.kind == SpanKind.INTERNAL and "http" in s.name
+        ]
+        durations = chain.metric_points(service)["http.server.request.duration"]
+        assert sum(point.count for point in durations) >= 1, service
 
 
 def _by_name(spans: list[ReadableSpan], name: str) -> list[ReadableSpan]:
