@@ -190,6 +190,9 @@ def main() -> int:
     bench.add_argument("--connections", type=int, default=32)
     bench.add_argument("--profile", action="store_true", help="py-spy summaries too")
     bench.add_argument(
+        "--variants", default=",".join(v.name for v in VARIANTS), help="which, comma-separated"
+    )
+    bench.add_argument(
         "--wait-quiet", type=float, default=600, help="seconds to wait for load average < 0.5"
     )
     commands.add_parser("load", help="load-test the running stack with Locust (LOCUST_* vars)")
@@ -211,6 +214,7 @@ def main() -> int:
             seconds=args.seconds,
             connections=args.connections,
             profile_dir=RESULTS / "profiles" if args.profile else None,
+            variants=tuple(v for v in VARIANTS if v.name in args.variants.split(",")),
         )
         write_results(report)
         print_report(report)

@@ -38,6 +38,7 @@ import resource
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -164,7 +165,7 @@ def _children_cpu_seconds() -> float:
 def wrk(url: str, script: Path, *, seconds: float, connections: int) -> dict[str, int]:
     """One wrk run; its done() line (requests, errors, latency percentiles in us)."""
     result = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],  # noqa: S607
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "-s", str(script), url],  # noqa: S607
         capture_output=True,
         text=True,
         check=True,
@@ -340,10 +341,17 @@ def run_bench(
                         )
                     )
             spans = _wait_spans_settled(Backends(ports), variants)
-            profiles = {}
-            if profile_dir is not None:
-                profiles = profile_services(
-                    stack, names["on"], gateways["on"], script, profile_dir, connections
+            profiles: dict[str, str] = {}
+            for profiled in ("off", "on") if profile_dir is not None else ():
+                assert profile_dir is not None
+                profiles |= profile_services(
+                    stack,
+                    profiled,
+                    names[profiled],
+                    gateways[profiled],
+                    script,
+                    profile_dir,
+                    connections,
                 )
     load_after = os.getloadavg()
     summaries = {name: summarise(rs) for name, rs in results.items()}
@@ -405,6 +413,7 @@ def _commit() -> str:
 
 def profile_services(
     stack: NativeStack,
+    variant: str,
     suffix: str,
     gateway_port: int,
     script: Path,
@@ -412,14 +421,14 @@ def profile_services(
     connections: int,
     seconds: float = 15,
 ) -> dict[str, str]:
-    """py-spy on each telemetry-on service during one more wrk round; summaries to ``out``."""
+    """py-spy on each service of ``variant`` during one more wrk round; summaries to ``out``."""
     by_name = {process.name: process.pid for process in stack.running}
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="otel-chat-profile-") as tmp:
         recorders = {
             service: subprocess.Popen(
-                [  # noqa: S607 (py-spy from the project's virtualenv)
-                    "py-spy",
+                [
+                    str(Path(sys.executable).parent / "py-spy"),  # the project's dev group
                     "record",
                     "--nonblocking",
                     "--rate",
@@ -445,16 +454,18 @@ def profile_services(
         for service, recorder in recorders.items():
             recorder.wait(timeout=60)
             stacks = Path(f"{tmp}/{service}.txt").read_text()
-            path = out / f"{service}.md"
-            path.write_text(profile_summary(service, stacks))
-            written[service] = str(path.relative_to(REPO))
+            path = out / f"{service}-{variant}.md"
+            path.write_text(profile_summary(f"{service}, variant {variant}", stacks))
+            written[f"{service}-{variant}"] = str(path.relative_to(REPO))
     return written
 
 
-def profile_summary(service: str, collapsed: str, top: int = 25) -> str:
-    """py-spy's collapsed stacks as two tables: where the time is spent (self),
-    and which calls it is spent under (total)."""
+def profile_summary(title: str, collapsed: str, top: int = 25) -> str:
+    """py-spy's collapsed stacks as tables: CPU by library (self time), the
+    functions that spend it (self), and the calls it is spent under (total;
+    the server's own spine, under which nearly everything runs, left out)."""
     self_time: Counter[str] = Counter()
+    by_package: Counter[str] = Counter()
     total_time: Counter[str] = Counter()
     samples = 0
     for line in collapsed.splitlines():
@@ -463,34 +474,58 @@ def profile_summary(service: str, collapsed: str, top: int = 25) -> str:
             continue
         n = int(count)
         samples += n
-        frames = stack.split(";")
-        self_time[_frame(frames[-1])] += n
-        for frame in {_frame(f) for f in frames}:
-            total_time[frame] += n
+        frames = [_frame(f) for f in stack.split(";")]
+        self_time[frames[-1][0]] += n
+        by_package[frames[-1][1]] += n
+        for name in {name for name, _ in frames}:
+            total_time[name] += n
+    spine = {name for name, n in total_time.items() if n > 0.6 * samples}
     lines = [
-        f"# {service}: where the CPU goes, telemetry on",
+        f"# {title}: where the CPU goes",
         "",
-        f"py-spy, {samples} samples of the running threads during one wrk round of"
-        " `make bench PROFILE=1`; share of all samples. Idle samples (the event loop"
-        " waiting, exporter threads sleeping) count too.",
+        f"py-spy ({samples} samples of busy threads, 250/s) during one wrk round of"
+        " `make bench PROFILE=1`; each share is of all samples.",
+        "",
+        "## By library (self time)",
+        "",
+        "| share | library |",
+        "|---:|---|",
+        *(f"| {n / samples:.1%} | {package} |" for package, n in by_package.most_common(top)),
+        "",
+        "## Functions (self time)",
+        "",
+        "| share | function |",
+        "|---:|---|",
+        *(f"| {n / samples:.1%} | `{name}` |" for name, n in self_time.most_common(top)),
+        "",
+        "## Calls (total time, under the server's spine)",
+        "",
+        "| share | function |",
+        "|---:|---|",
+        *[
+            f"| {n / samples:.1%} | `{name}` |"
+            for name, n in total_time.most_common()
+            if name not in spine
+        ][:top],
         "",
     ]
-    for title, counter in (("Self", self_time), ("Total (self and callees)", total_time)):
-        lines += [f"## {title}", "", "| share | function |", "|---:|---|"]
-        for frame, n in counter.most_common(top):
-            lines.append(f"| {n / samples:.1%} | `{frame}` |")
-        lines.append("")
     return "\n".join(lines)
 
 
-def _frame(frame: str) -> str:
-    """``func (path/to/module.py:123)`` without the line number and site-packages path."""
+def _frame(frame: str) -> tuple[str, str]:
+    """``func (path/to/module.py:123)`` as (``func (module path)``, library)."""
     name, _, where = frame.partition(" (")
     path = where.rstrip(")").rsplit(":", 1)[0]
-    for marker in ("site-packages/", str(REPO) + "/"):
-        if marker in path:
-            path = path.split(marker, 1)[1]
-    return f"{name} ({path})"
+    if "site-packages/" in path:
+        path = path.split("site-packages/", 1)[1]
+    elif path.startswith(str(REPO) + "/"):
+        path = path[len(str(REPO)) + 1 :]
+    elif "/lib/python3" in path:  # the standard library
+        path = path.split("/lib/python3", 1)[1].split("/", 1)[-1]
+    parts = path.split("/")
+    depth = 2 if parts[0] in ("opentelemetry", "services") and len(parts) > 2 else 1
+    library = ".".join(parts[:depth]).removesuffix(".py")
+    return f"{name} ({path})", library
 
 
 def markdown(report: dict[str, Any]) -> str:
