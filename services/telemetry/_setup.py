@@ -147,6 +147,8 @@ class Telemetry:
         selectable (``*_SERVER_INSTRUMENTATION=contrib``) so ``make bench`` can show
         what each costs.
         """
+        if not self.enabled:
+            return
         FastAPIInstrumentor.instrument_app(
             app,
             tracer_provider=self.tracer_provider,
