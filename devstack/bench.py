@@ -111,10 +111,13 @@ end
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
-    '{"requests": %%d, "duration_us": %%d, "errors": %%d, "p50": %%d, "p95": %%d, "p99": %%d}\\n',
+    '{"requests": %%d, "duration_us": %%d, "errors": %%d, "p50": %%d, "p95": %%d, "p99": %%d,'
+    .. ' "error_kinds": {"connect": %%d, "read": %%d, "write": %%d, "status": %%d,'
+    .. ' "timeout": %%d}}\\n',
     summary.requests, summary.duration,
     e.connect + e.read + e.write + e.status + e.timeout,
-    latency:percentile(50), latency:percentile(95), latency:percentile(99)))
+    latency:percentile(50), latency:percentile(95), latency:percentile(99),
+    e.connect, e.read, e.write, e.status, e.timeout))
 end
 """
 
@@ -130,6 +133,7 @@ class Round:
     p95_ms: float
     p99_ms: float
     cpu_seconds: dict[str, float]
+    error_kinds: dict[str, int] = field(default_factory=dict)
 
     @property
     def rps(self) -> float:
@@ -162,16 +166,27 @@ def _children_cpu_seconds() -> float:
     return children.ru_utime + children.ru_stime
 
 
-def wrk(url: str, script: Path, *, seconds: float, connections: int) -> dict[str, int]:
+def wrk(url: str, script: Path, *, seconds: float, connections: int) -> dict[str, Any]:
     """One wrk run; its done() line (requests, errors, latency percentiles in us)."""
     result = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "-s", str(script), url],  # noqa: S607
+        [  # noqa: S607 (wrk from PATH: make bench installs it)
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{seconds:g}s",
+            # A response slower than wrk's default 2 s would be an error, not a latency.
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            url,
+        ],
         capture_output=True,
         text=True,
         check=True,
     )
     line = next(line for line in result.stdout.splitlines() if line.startswith("{"))
-    numbers: dict[str, int] = json.loads(line)
+    numbers: dict[str, Any] = json.loads(line)
     return numbers
 
 
@@ -191,6 +206,7 @@ def measure_round(
         p95_ms=numbers["p95"] / 1000,
         p99_ms=numbers["p99"] / 1000,
         cpu_seconds=cpu,
+        error_kinds=numbers["error_kinds"],
     )
 
 
@@ -198,8 +214,10 @@ def summarise(rounds: list[Round]) -> dict[str, Any]:
     """A variant's rounds as the report shows them: medians, and CPU per request."""
     requests = sum(r.requests for r in rounds)
     cpu: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
     for r in rounds:
         cpu.update(r.cpu_seconds)
+        errors.update(r.error_kinds)
     per_request_ms = {name: round(seconds / requests * 1000, 3) for name, seconds in cpu.items()}
     return {
         "throughput_rps": round(statistics.median(r.rps for r in rounds), 1),
@@ -208,6 +226,7 @@ def summarise(rounds: list[Round]) -> dict[str, Any]:
         "p99_ms": round(statistics.median(r.p99_ms for r in rounds), 2),
         "requests": requests,
         "failed_requests": sum(r.errors for r in rounds),
+        "failures_by_kind": {kind: n for kind, n in errors.items() if n},
         "rounds_rps": [round(r.rps, 1) for r in rounds],
         # CPU milliseconds per request, by process; their sum is what one request costs.
         "cpu_ms_per_request": per_request_ms,
@@ -355,9 +374,11 @@ def run_bench(
                 )
     load_after = os.getloadavg()
     summaries = {name: summarise(rs) for name, rs in results.items()}
-    failures = sum(s["failed_requests"] for s in summaries.values())
+    failures = {
+        name: s["failures_by_kind"] for name, s in summaries.items() if s["failed_requests"]
+    }
     if failures:
-        raise SystemExit(f"{failures} requests failed: the numbers would measure errors")
+        raise SystemExit(f"requests failed, the numbers would measure errors: {failures}")
     off, on = summaries["off"], summaries["on"]
     ended = sum(spans.get("ended", {}).values())
     return {
