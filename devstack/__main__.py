@@ -14,6 +14,7 @@ from pathlib import Path
 from devstack import drills, faults
 from devstack.bench import (
     RESULTS,
+    VARIANTS,
     print_report,
     run_bench,
     wait_for_quiet,

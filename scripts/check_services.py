@@ -38,10 +38,13 @@ def compose_problems(compose: dict[str, Any]) -> list[str]:
     """Where docker-compose.yml (loaded) and the registry disagree."""
     services: dict[str, Any] = compose.get("services") or {}
     problems = []
+    # Built from the Dockerfile, and part of the stack: a service under a profile (the
+    # load generator, `--profile load`) is an optional tool, not one of the chain's.
     built = {
         name
         for name, service in services.items()
         if "SERVICE" in ((service.get("build") or {}).get("args") or {})
+        and not service.get("profiles")
     }
     for extra in sorted(built - set(registry.names())):
         problems.append(f"{extra} is built from the Dockerfile but not in services/registry.py")

@@ -183,7 +183,7 @@ def create_service_app(
         redoc_url=None,
     )
     if settings.server_instrumentation == "contrib":
-        telemetry.instrument_app_contrib(app, excluded_paths=HEALTH_PATHS)
+        telemetry.instrument_app_contrib(app, excluded_paths=UNTRACED_PATHS)
     app.state.settings = settings
     app.state.telemetry = telemetry
     app.state.metrics = spec.metrics(telemetry.meter)

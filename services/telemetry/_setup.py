@@ -144,7 +144,7 @@ class Telemetry:
         native telemetry steps aside when it finds contrib's middleware in the stack).
 
         The same span and metric shape as the native one: no internal ASGI
-        send/receive spans, no header capture, health probes excluded. Kept
+        send/receive spans, no header capture, the same paths excluded. Kept
         selectable (``*_SERVER_INSTRUMENTATION=contrib``) so ``make bench`` can show
         what each costs.
         """

@@ -106,6 +106,8 @@ def _drifted(compose: dict[str, Any], change: str) -> dict[str, Any]:
     elif change == "an unlisted service":
         services["search"] = copy.deepcopy(services["cache"])
         services["search"]["build"]["args"]["SERVICE"] = "search"
+    elif change == "an unlisted service, once out of its profile":
+        del services["loadgen"]["profiles"]
     elif change == "a dependency url":
         services["chat"]["environment"]["CHAT_CACHE_URL"] = "http://cache:9999"
     elif change == "a side dependency missing":
@@ -123,6 +125,7 @@ def _drifted(compose: dict[str, Any], change: str) -> dict[str, Any]:
         ("a service is missing", "chat: missing"),
         ("a port differs", "cache: build arg PORT=8003"),
         ("an unlisted service", "search is built from the Dockerfile"),
+        ("an unlisted service, once out of its profile", "loadgen is built from the Dockerfile"),
         ("a dependency url", "CHAT_CACHE_URL='http://cache:9999'"),
         ("a side dependency missing", "gateway: GATEWAY_REDIS_URL=''"),
         ("no admin key", "cache: no CACHE_ADMIN_KEY"),
