@@ -452,6 +452,7 @@ def profile_services(
                     str(Path(sys.executable).parent / "py-spy"),  # the project's dev group
                     "record",
                     "--nonblocking",
+                    "--full-filenames",  # to tell the libraries apart
                     "--rate",
                     "250",
                     "--duration",
@@ -505,7 +506,9 @@ def profile_summary(title: str, collapsed: str, top: int = 25) -> str:
         f"# {title}: where the CPU goes",
         "",
         f"py-spy ({samples} samples of busy threads, 250/s) during one wrk round of"
-        " `make bench PROFILE=1`; each share is of all samples.",
+        " `make bench PROFILE=1`; each share is of all samples. Self time in"
+        " `Runner.run (asyncio/runners.py)` is the event loop's own C code (uvloop:"
+        " polling, socket reads and writes).",
         "",
         "## By library (self time)",
         "",
@@ -544,7 +547,9 @@ def _frame(frame: str) -> tuple[str, str]:
     elif "/lib/python3" in path:  # the standard library
         path = path.split("/lib/python3", 1)[1].split("/", 1)[-1]
     parts = path.split("/")
-    depth = 2 if parts[0] in ("opentelemetry", "services") and len(parts) > 2 else 1
+    # opentelemetry.sdk.trace, opentelemetry.exporter.otlp, services.common, ...
+    depth = {"opentelemetry": 3, "services": 2}.get(parts[0], 1)
+    depth = min(depth, len(parts) - 1) or 1
     library = ".".join(parts[:depth]).removesuffix(".py")
     return f"{name} ({path})", library
 

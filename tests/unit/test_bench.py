@@ -110,7 +110,7 @@ def test_a_profile_summary_ranks_libraries_functions_and_calls() -> None:
     summary = profile_summary("chat, variant on", collapsed)
     assert "100 samples" in summary
     assert "| 60.0% | selectors |" in summary
-    assert "| 30.0% | opentelemetry.exporter |" in summary
+    assert "| 30.0% | opentelemetry.exporter.otlp |" in summary
     assert "| 10.0% | services.chat |" in summary
     # Totals leave out the spine every sample runs under.
     calls = summary.split("## Calls", 1)[1]
