@@ -64,7 +64,12 @@ class Backends:
 
     def collector_counter(self, name: str, **labels: str) -> float:
         """A counter read straight from the Collector's own /metrics (no scrape delay)."""
-        text = self.get_text(self.ports.collector_metrics, "/metrics")
+        return self.counter(self.ports.collector_metrics, name, **labels)
+
+    def counter(self, port: int, name: str, **labels: str) -> float:
+        """The sum of a counter's series whose labels include ``labels``, read
+        straight from the /metrics of the process on ``port`` (no scrape delay)."""
+        text = self.get_text(port, "/metrics")
         total = 0.0
         for line in text.splitlines():
             if line.startswith(name) and all(f'{k}="{v}"' in line for k, v in labels.items()):

@@ -386,15 +386,10 @@ def read_counts(backends: Backends) -> Counts:
                 )
             )
             series[key] = float(row["value"][1])
-    received = _metric_sum(
-        backends, backends.ports.jaeger_metrics, "otelcol_receiver_accepted_spans_total"
+    received = backends.counter(
+        backends.ports.jaeger_metrics, "otelcol_receiver_accepted_spans_total"
     )
     return Counts(datetime.now(UTC), series, received)
-
-
-def _metric_sum(backends: Backends, port: int, name: str) -> float:
-    text = backends.get_text(port, "/metrics")
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
 
 def settled_counts(backends: Backends, *, timeout: float = 60) -> Counts:
