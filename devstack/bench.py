@@ -11,7 +11,7 @@ on              full telemetry (traces at 100%, metrics, logs) through the real
 on_contrib      the same, with opentelemetry-instrumentation-fastapi instead
                 (``*_SERVER_INSTRUMENTATION=contrib``)
 off_httptools   ``off``, with the gateway on httptools instead of h11 (what the
-                gateway's header-size limit costs: services/gateway/uvicorn.env)
+                gateway's header-size limit costs: deploy/gateway/uvicorn.env)
 ==============  ==============================================================
 
 wrk loads each variant's gateway in turn, for several rounds, the order rotating

@@ -143,8 +143,9 @@ def uvicorn_command(service: str, port: int) -> list[str]:
 
 def uvicorn_settings(service: str) -> dict[str, str]:
     """uvicorn's own settings for ``service`` (``UVICORN_*`` variables), from the
-    ``services/<service>/uvicorn.env`` that docker-compose.yml loads too."""
-    path = REPO / "services" / service / "uvicorn.env"
+    ``deploy/<service>/uvicorn.env`` that docker-compose.yml and the Kubernetes
+    manifests load too."""
+    path = REPO / "deploy" / service / "uvicorn.env"
     if not path.exists():
         return {}
     lines = (line.strip() for line in path.read_text().splitlines())
@@ -186,7 +187,7 @@ def service_components(ports: Ports, env: Mapping[str, str] | None = None) -> li
         # The admin endpoints (faults on purpose, `make fault`): on loopback only.
         **{f"{name.upper()}_ADMIN_KEY": DEMO_ADMIN_KEY for name in registry.names()},
         # The keys the Docker stack mounts too: the demo key and the load-test keys.
-        "GATEWAY_API_KEYS_FILE": str(REPO / "deploy/gateway/api-keys.json"),
+        "GATEWAY_API_KEYS_FILE": str(REPO / "deploy/gateway/demo-secrets/api-keys.json"),
         **(env or {}),
     }
 

@@ -17,7 +17,7 @@ Staying under the gateway's limits (``GATEWAY_RATE_LIMIT_PER_MINUTE``, 600 per
 client id, and ``GATEWAY_AUTH_FAILURES_PER_MINUTE``, 20 per client address):
 
 - users take the API keys in turn (``--api-keys``; by default the load-test keys
-  of ``deploy/gateway/api-keys.json``, one client id each), and every request
+  of ``deploy/gateway/demo-secrets/api-keys.json``, one client id each), and every request
   is preceded by a think time of at least ``--think-min`` seconds, so each key
   sees at most users / keys / think-min requests per second;
 - requests without a key count as failed authentications for this machine's

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-# The load-test clients of deploy/gateway/api-keys.json (a unit test keeps them equal):
+# The load-test clients of deploy/gateway/demo-secrets/api-keys.json (a unit test keeps them equal):
 # four client ids, four rate-limit budgets.
 LOAD_TEST_API_KEYS = ("loadgen-key-1", "loadgen-key-2", "loadgen-key-3", "loadgen-key-4")
 

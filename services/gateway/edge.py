@@ -14,7 +14,7 @@ And what every response carries: ``nosniff`` and ``no-store`` (API responses
 are per caller and never to be cached or sniffed; the chat page and its files set
 their own ``Cache-Control``, see services/common/web.py), and once the caller is
 known its rate-limit quota. The server banner is switched off in uvicorn's settings
-(``services/gateway/uvicorn.env``).
+(``deploy/gateway/uvicorn.env``).
 """
 
 from typing import ClassVar

@@ -1,6 +1,6 @@
 """The services run on uvloop, and on the HTTP parser each is meant to have: httptools
 (uvicorn's fast one) for chat and cache, h11 for the gateway, whose request heads h11
-bounds (services/gateway/uvicorn.env). Read from what each process has loaded."""
+bounds (deploy/gateway/uvicorn.env). Read from what each process has loaded."""
 
 from pathlib import Path
 

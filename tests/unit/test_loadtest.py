@@ -36,7 +36,7 @@ def _locustfile_default(option: str) -> float:
 
 
 def test_the_load_test_keys_are_the_gateways() -> None:
-    keys = json.loads((REPO / "deploy/gateway/api-keys.json").read_text())
+    keys = json.loads((REPO / "deploy/gateway/demo-secrets/api-keys.json").read_text())
     assert set(LOAD_TEST_API_KEYS) <= set(keys)
     # One client id each: each key is a rate-limit budget of its own.
     assert len({keys[key] for key in LOAD_TEST_API_KEYS}) == len(LOAD_TEST_API_KEYS)
