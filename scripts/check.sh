@@ -26,6 +26,10 @@
 #                byte for byte where npm is installed (scripts/check_web.py)
 #   grafana      data sources, dashboards, and every PromQL expression in them
 #                (scripts/check_grafana.py)
+#   k8s          every kustomization under deploy/k8s renders, passes the policy (probes,
+#                limits, non-root, read-only root, pinned images) and is accepted by a
+#                real kube-apiserver (with etcd) started here: server-side dry-run apply,
+#                strict field validation, no warnings (scripts/check_k8s.py)
 #
 # A check whose tool is missing counts as failed, and says which tool to build. Set
 # CHECK_ALLOW_MISSING=1 to report such checks as skipped instead (e.g. before the
@@ -132,6 +136,12 @@ if have "$PROMTOOL"; then
   check grafana "${PY[@]}" scripts/check_grafana.py
 else
   missing grafana "$PROMTOOL" "scripts/tools.sh prometheus"
+fi
+
+if have "$BIN/kube-apiserver" && have "$BIN/etcd" && have "$BIN/kubectl"; then
+  check k8s "${PY[@]}" scripts/check_k8s.py
+else
+  missing k8s "$BIN/kube-apiserver, etcd, kubectl" "scripts/tools.sh kubernetes"
 fi
 
 printf '\n==> summary: %d passed, %d failed, %d skipped\n' "${#passed[@]}" "${#failed[@]}" "${#skipped[@]}"

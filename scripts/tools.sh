@@ -4,7 +4,8 @@
 #   scripts/tools.sh                 # every tool
 #   scripts/tools.sh otelcol jaeger  # only these
 #
-# Tools: otelcol prometheus (also promtool) jaeger victoria-logs composecheck.
+# Tools: otelcol prometheus (also promtool) jaeger victoria-logs composecheck kubernetes
+# (kube-apiserver, etcd and kubectl, for scripts/check_k8s.py).
 # Every version is pinned in exactly one place: tools/<tool>/go.mod + go.sum (one small
 # module per tool, each with a `tool` directive, so the big dependency graphs never meet in
 # one MVS), and for the Collector otel-collector/builder-config.yaml, built by the OCB
@@ -23,7 +24,7 @@ TOOLS_DIR=$(realpath -m "${TOOLS_DIR:-$REPO/.tools}")
 BIN=$TOOLS_DIR/bin
 STAMPS=$TOOLS_DIR/stamps
 LOGS=$TOOLS_DIR/logs
-ALL_TOOLS=(otelcol prometheus jaeger victoria-logs composecheck)
+ALL_TOOLS=(otelcol prometheus jaeger victoria-logs composecheck kubernetes)
 
 # Static binaries (as the upstream releases are); two build jobs; keep any GOFLAGS given.
 export CGO_ENABLED=0
@@ -55,6 +56,7 @@ tool_inputs() {
     jaeger) echo tools/jaeger/go.mod tools/jaeger/go.sum ;;
     victoria-logs) echo tools/victorialogs/go.mod tools/victorialogs/go.sum ;;
     composecheck) echo tools/composecheck/go.mod tools/composecheck/go.sum tools/composecheck/main.go ;;
+    kubernetes) echo tools/kubernetes/go.mod tools/kubernetes/go.sum ;;
     *) die "unknown tool '$1'" ;;
   esac
 }
@@ -63,6 +65,7 @@ tool_inputs() {
 tool_binaries() {
   case $1 in
     prometheus) echo prometheus promtool ;;
+    kubernetes) echo kube-apiserver etcd kubectl ;;
     *) echo "$1" ;;
   esac
 }
@@ -110,6 +113,24 @@ build_victoria-logs() {
   (cd "$REPO/tools/victorialogs" && go build -trimpath \
     -ldflags "-s -w -X github.com/VictoriaMetrics/VictoriaMetrics/lib/buildinfo.Version=victoria-logs-$mv" \
     -o "$BIN/victoria-logs" github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs)
+}
+
+build_kubernetes() {
+  # Stamp the release, as Kubernetes' own build does (hack/lib/version.sh): the API server
+  # reports it at /version, and kubectl compares it with its own.
+  local k8s etcd minor
+  k8s=$(module_version tools/kubernetes k8s.io/kubernetes)
+  etcd=$(module_version tools/kubernetes go.etcd.io/etcd/server/v3)
+  minor=$(echo "$k8s" | cut -d. -f2)
+  local stamp="-X k8s.io/component-base/version.gitVersion=$k8s -X k8s.io/component-base/version.gitMajor=1"
+  stamp+=" -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
+  stamp+=" -X k8s.io/client-go/pkg/version.gitVersion=$k8s -X k8s.io/client-go/pkg/version.gitMajor=1"
+  stamp+=" -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+  (cd "$REPO/tools/kubernetes" && go build -trimpath -ldflags "-s -w $stamp" \
+    -o "$BIN/" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl)
+  # etcd's main package is its module's root (go.etcd.io/etcd/server/v3): name the binary.
+  (cd "$REPO/tools/kubernetes" && go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" go.etcd.io/etcd/server/v3)
+  echo "kubernetes $k8s, etcd $etcd"
 }
 
 build_composecheck() {
