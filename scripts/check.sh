@@ -26,6 +26,11 @@
 #                byte for byte where npm is installed (scripts/check_web.py)
 #   grafana      data sources, dashboards, and every PromQL expression in them
 #                (scripts/check_grafana.py)
+#   k8s-helm     the backends on Kubernetes: deploy/k8s/helm's values files and the Helm
+#                commands of deploy/k8s/README.md agree with .env, the data sources, the
+#                Collector's environment, tempo.yaml, loki.yaml, prometheus.yml and
+#                compose; the kustomizations generate a ConfigMap per dashboard
+#                (scripts/check_k8s_helm.py; `kubectl kustomize` too where kubectl is)
 #
 # A check whose tool is missing counts as failed, and says which tool to build. Set
 # CHECK_ALLOW_MISSING=1 to report such checks as skipped instead (e.g. before the
@@ -133,6 +138,8 @@ if have "$PROMTOOL"; then
 else
   missing grafana "$PROMTOOL" "scripts/tools.sh prometheus"
 fi
+
+check k8s-helm "${PY[@]}" scripts/check_k8s_helm.py
 
 printf '\n==> summary: %d passed, %d failed, %d skipped\n' "${#passed[@]}" "${#failed[@]}" "${#skipped[@]}"
 for name in "${failed[@]}"; do printf '    FAILED  %s\n' "$name"; done
