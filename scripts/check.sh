@@ -30,6 +30,11 @@
 #                limits, non-root, read-only root, pinned images) and is accepted by a
 #                real kube-apiserver (with etcd) started here: server-side dry-run apply,
 #                strict field validation, no warnings (scripts/check_k8s.py)
+#   k8s-helm     the backends on Kubernetes: deploy/k8s/helm's values files and the Helm
+#                commands of deploy/k8s/README.md agree with .env, the data sources, the
+#                Collector's environment, tempo.yaml, loki.yaml, prometheus.yml and
+#                compose; the kustomizations generate a ConfigMap per dashboard
+#                (scripts/check_k8s_helm.py; `kubectl kustomize` too where kubectl is)
 #
 # A check whose tool is missing counts as failed, and says which tool to build. Set
 # CHECK_ALLOW_MISSING=1 to report such checks as skipped instead (e.g. before the
@@ -143,6 +148,7 @@ if have "$BIN/kube-apiserver" && have "$BIN/etcd" && have "$BIN/kubectl"; then
 else
   missing k8s "$BIN/kube-apiserver, etcd, kubectl" "scripts/tools.sh kubernetes"
 fi
+check k8s-helm "${PY[@]}" scripts/check_k8s_helm.py
 
 printf '\n==> summary: %d passed, %d failed, %d skipped\n' "${#passed[@]}" "${#failed[@]}" "${#skipped[@]}"
 for name in "${failed[@]}"; do printf '    FAILED  %s\n' "$name"; done
