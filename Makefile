@@ -111,7 +111,7 @@ install: .venv/.synced ## Install the locked Python dependencies into .venv
 	$(PYTHON) -m venv .tools/uv
 	.tools/uv/bin/pip install --quiet uv==$(UV_VERSION)
 
-.PHONY: test-python test-unit test-integration test-e2e test-browser
+.PHONY: test-python test-unit test-integration test-e2e test-browser test-k8s
 test-python: install redis tools chromium ## All pytest suites (unit, integration, browser, e2e)
 	$(RUN) pytest
 
@@ -123,6 +123,9 @@ test-integration: install redis ## Real uvicorn processes, real Redis, a test OT
 
 test-e2e: install redis tools ## The whole native pipeline, one trace id across every signal
 	$(RUN) pytest tests/e2e
+
+test-k8s: install tools ## The Kubernetes check's API server refuses what it should (kube-apiserver + etcd)
+	$(RUN) pytest tests/k8s
 
 test-browser: install redis tools chromium ## The chat page in headless Chromium, on the native stack
 	$(RUN) pytest tests/browser

@@ -276,24 +276,23 @@ def kubectl(kubeconfig: Path, *args: str, stdin: str) -> subprocess.CompletedPro
     )
 
 
+def create_namespaces(kubeconfig: Path, renders: list[Rendered]) -> list[str]:
+    """Create, for real, every Namespace the kustomizations declare: a dry run creates
+    nothing, and an object in a missing namespace is refused (PodSecurity reads the
+    namespace's labels, too)."""
+    namespaces = [m for r in renders for m in r.manifests if m["kind"] == "Namespace"]
+    if not namespaces:
+        return []
+    listed = json.dumps({"apiVersion": "v1", "kind": "List", "items": namespaces})
+    created = kubectl(
+        kubeconfig, "apply", "--server-side", "--field-manager=check-k8s", "-f", "-", stdin=listed
+    )
+    return [] if created.returncode == 0 else [f"creating namespaces: {created.stderr.strip()}"]
+
+
 def server_problems(kubeconfig: Path, rendered: Rendered) -> list[str]:
     """What the API server refuses or warns about in a server-side dry-run apply."""
     manifests = rendered.manifests
-    # A dry run creates nothing, so the namespaces must exist for real first (a namespaced
-    # object in a missing namespace is refused; PodSecurity reads the namespace's labels).
-    namespaces = [m for m in manifests if m["kind"] == "Namespace"]
-    if namespaces:
-        created = kubectl(
-            kubeconfig,
-            "apply",
-            "--server-side",
-            "--field-manager=check-k8s",
-            "-f",
-            "-",
-            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": namespaces}),
-        )
-        if created.returncode != 0:
-            return [f"creating the namespaces: {created.stderr.strip()}"]
     applied = kubectl(
         kubeconfig,
         "apply",
@@ -338,6 +337,9 @@ def main() -> int:
         verdict = "ok" if not problems else "FAIL"
         print(f"{verdict}: {name} renders ({count} objects), {len(problems)} policy problems")
     with tempfile.TemporaryDirectory(prefix="check-k8s-") as tmp, api_server(Path(tmp)) as config:
+        if problems := create_namespaces(config, list(rendered.values())):
+            print(f"FAIL server: {problems[0]}")
+            return 1
         for name, output in rendered.items():
             problems = server_problems(config, output)
             for problem in problems:
