@@ -42,9 +42,9 @@ def first(manifests: list[Manifest], kind: str, name: str | None = None) -> Mani
 
 
 def chat_container(manifests: list[Manifest]) -> dict[str, Any]:
-    container: dict[str, Any] = first(manifests, "Deployment", "chat")["spec"]["template"][
-        "spec"
-    ]["containers"][0]
+    container: dict[str, Any] = first(manifests, "Deployment", "chat")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
     return container
 
 
