@@ -1,0 +1,87 @@
+"""The rendered overlays wire the services the way services/registry.py and their
+settings say: what the API server cannot know (a misspelt setting is just another
+environment variable to it)."""
+
+import importlib
+from urllib.parse import urlsplit
+
+import pytest
+
+from scripts.check_k8s import K8S, Manifest, render
+from services.common.settings import ServiceSettings
+from services.registry import REDIS, SERVICES, Service
+
+OVERLAYS = sorted(path.name for path in (K8S / "overlays").iterdir())
+REDIS_PORT = 6379
+
+
+def settings_fields(service: Service) -> set[str]:
+    module = importlib.import_module(f"services.{service.name}.settings")
+    (settings,) = (
+        value
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and issubclass(value, ServiceSettings)
+        and value.__module__ == module.__name__
+    )
+    return set(settings.model_fields)
+
+
+def find(manifests: list[Manifest], kind: str, name: str) -> Manifest:
+    (found,) = (m for m in manifests if m["kind"] == kind and m["metadata"]["name"] == name)
+    return found
+
+
+@pytest.fixture(scope="module", params=OVERLAYS)
+def manifests(request: pytest.FixtureRequest) -> list[Manifest]:
+    return render(K8S / "overlays" / request.param).manifests
+
+
+def test_there_are_overlays() -> None:
+    assert set(OVERLAYS) >= {"dev", "production"}
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=lambda s: s.name)
+def test_each_service_is_wired_as_the_registry_says(
+    manifests: list[Manifest], service: Service
+) -> None:
+    deployment = find(manifests, "Deployment", service.name)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["ports"] == [{"name": "http", "containerPort": service.port}]
+    assert find(manifests, "Service", service.name)["spec"]["ports"][0]["port"] == service.port
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+    env = {item["name"]: item for item in container["env"]}
+    for dependency in service.dependencies:
+        url = urlsplit(env[service.setting(dependency)]["value"])
+        port = (
+            REDIS_PORT
+            if dependency == REDIS
+            else next(s.port for s in SERVICES if s.name == dependency)
+        )
+        assert (url.hostname, url.port) == (dependency, port)
+
+    # Every <SERVICE>_* variable is a setting the service has.
+    prefix = f"{service.name.upper()}_"
+    fields = settings_fields(service)
+    for name in env:
+        if name.startswith(prefix):
+            assert name.removeprefix(prefix).lower() in fields, f"{name}: no such setting"
+
+
+@pytest.mark.parametrize("service", [s for s in SERVICES[1:]], ids=lambda s: s.name)
+def test_called_services_are_headless(manifests: list[Manifest], service: Service) -> None:
+    """Their callers spread requests over the pods' addresses themselves."""
+    assert find(manifests, "Service", service.name)["spec"]["clusterIP"] == "None"
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=lambda s: s.name)
+def test_each_service_autoscales_and_survives_a_drain(
+    manifests: list[Manifest], service: Service
+) -> None:
+    autoscaler = find(manifests, "HorizontalPodAutoscaler", service.name)
+    assert autoscaler["spec"]["scaleTargetRef"]["name"] == service.name
+    assert "replicas" not in find(manifests, "Deployment", service.name)["spec"]
+    budget = find(manifests, "PodDisruptionBudget", service.name)
+    assert budget["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": service.name}
