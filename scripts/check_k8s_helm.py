@@ -38,7 +38,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -625,10 +624,12 @@ def kubectl() -> str | None:
         os.environ.get("KUBECTL"),
         str(Path(os.environ.get("TOOLS_DIR", REPO / ".tools")) / "bin/kubectl"),
     ]
+    # Not any kubectl on PATH: its embedded kustomize may be another version than the
+    # pinned one (tools/kubernetes) that scripts/check_k8s.py renders with.
     for candidate in candidates:
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
-    return shutil.which("kubectl")
+    return None
 
 
 def check_rendered(maps: dict[str, dict[str, Any]], problems: Problems) -> bool:
@@ -636,7 +637,7 @@ def check_rendered(maps: dict[str, dict[str, Any]], problems: Problems) -> bool:
     binary = kubectl()
     if binary is None:
         return False
-    # S603: the command is kubectl from $KUBECTL, TOOLS_DIR or PATH, on our own directory.
+    # S603: the command is kubectl from $KUBECTL or TOOLS_DIR, on our own directory.
     result = subprocess.run(  # noqa: S603
         [binary, "kustomize", str(OBSERVABILITY)], capture_output=True, text=True, check=False
     )
