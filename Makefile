@@ -112,7 +112,7 @@ install: .venv/.synced ## Install the locked Python dependencies into .venv
 	.tools/uv/bin/pip install --quiet uv==$(UV_VERSION)
 
 .PHONY: test-python test-unit test-integration test-e2e test-browser test-k8s
-test-python: install redis tools chromium ## All pytest suites (unit, integration, browser, e2e)
+test-python: install redis tools chromium openssl ## All pytest suites (unit, integration, browser, e2e)
 	$(RUN) pytest
 
 test-unit: install redis ## In-process tests: three apps chained, in-memory exporters
@@ -124,13 +124,13 @@ test-integration: install redis ## Real uvicorn processes, real Redis, a test OT
 test-e2e: install redis tools ## The whole native pipeline, one trace id across every signal
 	$(RUN) pytest tests/e2e
 
-test-k8s: install tools ## The Kubernetes check's API server refuses what it should (kube-apiserver + etcd)
+test-k8s: install tools openssl ## The Kubernetes check's API server refuses what it should (kube-apiserver + etcd)
 	$(RUN) pytest tests/k8s
 
 test-browser: install redis tools chromium ## The chat page in headless Chromium, on the native stack
 	$(RUN) pytest tests/browser
 
-.PHONY: redis wrk chromium
+.PHONY: redis wrk chromium openssl
 redis:
 	@scripts/require-redis.sh
 
@@ -140,6 +140,10 @@ wrk:
 chromium:
 	@scripts/require.sh chromium chromium "install Chromium"
 
+# The Kubernetes check's API server needs a service-account signing key (scripts/check_k8s.py).
+openssl:
+	@scripts/require.sh openssl openssl
+
 # A pattern rule, not .PHONY targets: make skips pattern rules for phony targets.
 run-%: install ## Run one service in the foreground on its port: run-gateway, run-chat, ...
 	$(if $(filter $*,$(SERVICES)),,$(error no service '$*': one of $(SERVICES) (services/registry.py)))
@@ -148,7 +152,7 @@ run-%: install ## Run one service in the foreground on its port: run-gateway, ru
 ##@ Configs and native tools
 
 .PHONY: tools
-tools: ## Build the pinned native tools (Collector, Prometheus, Jaeger, VictoriaLogs) once
+tools: ## Build the pinned native tools (Collector, Prometheus, Jaeger, VictoriaLogs, kube-apiserver) once
 	TOOLS_DIR=$(TOOLS_DIR) scripts/tools.sh
 
 .PHONY: test-go
@@ -156,7 +160,7 @@ test-go: ## Go tests: the native Collector's servicegraph stand-in
 	cd otel-collector/servicegraphconnector && go test ./...
 
 .PHONY: check dashboards
-check: install tools ## Static checks: compose file, Collector config, Prometheus rules, dashboards
+check: install tools openssl ## Static checks: compose, Collector config, Prometheus rules, dashboards, Kubernetes manifests (real API server)
 	TOOLS_DIR=$(TOOLS_DIR) PYTHON="$(RUN) python" scripts/check.sh
 
 dashboards: install ## Regenerate the Grafana dashboards (JSON) with Grafana's SDK: scripts/gen_dashboards.py
