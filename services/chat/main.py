@@ -13,5 +13,7 @@ CHAT = ServiceSpec("chat", __doc__, router, ChatMetrics)
 
 def create_app(settings: ChatSettings | None = None, wiring: Wiring = PRODUCTION) -> FastAPI:
     settings = settings or ChatSettings()
-    cache = Downstream("cache", str(settings.cache_url), settings, wiring.transport)
+    cache = Downstream(
+        "cache", [str(url) for url in settings.cache_url], settings, wiring.transport
+    )
     return create_service_app(CHAT, settings, cache, wiring)

@@ -1,7 +1,7 @@
 from pydantic import HttpUrl, NonNegativeFloat, NonNegativeInt, PositiveInt
 from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import DownstreamSettings
+from services.common.settings import DownstreamSettings, ServiceUrls
 
 
 class ChatSettings(DownstreamSettings):
@@ -9,7 +9,7 @@ class ChatSettings(DownstreamSettings):
 
     model_config = SettingsConfigDict(env_prefix="CHAT_")
 
-    cache_url: HttpUrl = HttpUrl("http://127.0.0.1:8002")
+    cache_url: ServiceUrls = (HttpUrl("http://127.0.0.1:8002"),)
     # The simulated "thinking" time of a reply: base + per character, capped.
     # It is what makes a cache hit visibly faster than a miss.
     thinking_base_ms: NonNegativeInt = 50

@@ -3,13 +3,14 @@
 Built once per app (in its lifespan) and shared by every request: a client
 per call would pay a TCP handshake each time and leak connections.
 :meth:`ServiceClient.request` turns transport errors and error statuses into
-the problems of :mod:`services.common.problems`.
+the problems of :mod:`services.common.problems`, and sends each call to the
+next replica of the service (:mod:`services.common.balancing`).
 """
 
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ import httpx
 from fastapi import FastAPI
 from httpx_aiohttp import AiohttpTransport
 
+from services.common.balancing import Endpoint, Endpoints, NoEndpointError
 from services.common.deadline import budget_header, remaining_seconds
 from services.common.faults import Faults, InjectedFaultError
 from services.common.problems import PROBLEM_JSON, DownstreamError, NotFoundError, ProblemError
@@ -41,6 +43,9 @@ class ServiceClient:
     name: str
     http: httpx.AsyncClient
     faults: Faults
+    # Its replicas: a path (``/cache/key``) goes to the next one. An absolute URL
+    # (the gateway's relay to the Collector) goes where it says.
+    endpoints: Endpoints
 
     async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """Send a request within the current request's budget; return a 2xx
@@ -51,7 +56,8 @@ class ServiceClient:
         Anything else is the downstream service's failure, named in the detail
         with the cause it gave ("cache: Redis is unavailable."): 503 when it is
         unreachable or says so, 504 when out of time, 502 otherwise. Idempotent
-        calls get one more try after a 502/503, with jitter, if time is left.
+        calls get one more try after a 502/503, with jitter, if time is left: on
+        the next replica, since every attempt takes the next one.
         """
         attempts = 2 if method in _IDEMPOTENT else 1
         for attempt in range(1, attempts + 1):
@@ -100,9 +106,20 @@ class ServiceClient:
             await self.faults.inject(self.name)
         except InjectedFaultError as exc:
             raise DownstreamError(503, f"{self.name}: unreachable (injected fault).") from exc
+        replica: Endpoint | None = None
+        if url.startswith("/"):
+            try:
+                replica = await self.endpoints.pick()
+            except NoEndpointError as exc:
+                raise DownstreamError(503, f"{self.name}: unreachable (no address).") from exc
+            url = replica.url(url)
+            if replica.host_header:  # the name the URL gave, not the IP called
+                headers["Host"] = replica.host_header
         try:
             return await self.http.request(method, url, headers=headers, timeout=timeout, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            if replica is not None:
+                self.endpoints.failed(replica)
             raise DownstreamError(503, f"{self.name}: unreachable.") from exc
         except httpx.TimeoutException as exc:
             raise DownstreamError(504, f"{self.name}: no answer in time.") from exc
@@ -114,11 +131,13 @@ class ServiceClient:
 class Downstream:
     """The service this app calls (a Dependency of the app factory).
 
-    Its client lives on ``app.state.<name>_client`` while the app runs.
+    ``urls``: its base URLs, one per replica or per name that resolves to its
+    replicas (services/common/balancing.py). Its client lives on
+    ``app.state.<name>_client`` while the app runs.
     """
 
     name: str
-    base_url: str
+    urls: Sequence[str]
     settings: DownstreamSettings
     transport: httpx.AsyncBaseTransport | None = None  # see Wiring.transport
 
@@ -139,11 +158,11 @@ class Downstream:
         # polls every pooled connection on each request, which cost more CPU than
         # the rest of the gateway together (see the README's benchmark).
         transport = self.transport or AiohttpTransport(limits=limits)
-        async with httpx.AsyncClient(
-            base_url=self.base_url, timeout=timeout, transport=transport
-        ) as http:
+        # No base URL: every call names its replica (ServiceClient.exchange).
+        endpoints = Endpoints(self.urls, ttl_seconds=self.settings.resolve_ttl_seconds)
+        async with httpx.AsyncClient(timeout=timeout, transport=transport) as http:
             telemetry.instrument_http_client(http)
-            client = ServiceClient(self.name, http, app.state.faults)
+            client = ServiceClient(self.name, http, app.state.faults, endpoints)
             setattr(app.state, self.state_name, client)
             yield
 

@@ -1,9 +1,9 @@
 """Settings shared by every service; each service subclasses with its env prefix."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, PositiveFloat
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, HttpUrl, PositiveFloat
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.common.faults import FaultPlan
 
@@ -31,6 +31,23 @@ class ServiceSettings(BaseSettings):
     server_instrumentation: Literal["fastapi", "contrib"] = "fastapi"
 
 
+def _comma_separated(value: object) -> object:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if isinstance(value, HttpUrl):
+        return (value,)
+    return value
+
+
+# Where a service is: one base URL, or several, comma-separated
+# (CHAT_CACHE_URL=http://127.0.0.1:8002,http://127.0.0.1:8012): calls go to each of
+# their addresses in turn (services/common/balancing.py). NoDecode: the value is
+# that list, not JSON.
+ServiceUrls = Annotated[
+    tuple[HttpUrl, ...], NoDecode, BeforeValidator(_comma_separated), Field(min_length=1)
+]
+
+
 class DownstreamSettings(ServiceSettings):
     """A service that calls another service over HTTP."""
 
@@ -40,3 +57,6 @@ class DownstreamSettings(ServiceSettings):
     read_timeout_seconds: PositiveFloat = Field(default=5.0)
     # Connections kept open to the downstream service, per worker.
     max_connections: int = Field(default=100, ge=1)
+    # How long the addresses a downstream's URLs resolve to are used before they
+    # are resolved again: a new replica gets calls within this.
+    resolve_ttl_seconds: PositiveFloat = 5.0

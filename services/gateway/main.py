@@ -36,7 +36,7 @@ GATEWAY = ServiceSpec(
 
 def create_app(settings: GatewaySettings | None = None, wiring: Wiring = PRODUCTION) -> ServiceApp:
     settings = settings or GatewaySettings()
-    chat = Downstream("chat", str(settings.chat_url), settings, wiring.transport)
+    chat = Downstream("chat", [str(url) for url in settings.chat_url], settings, wiring.transport)
     app = create_service_app(
         GATEWAY,
         settings,

@@ -67,7 +67,7 @@ class TelemetryRelay:
     @asynccontextmanager
     async def open(self, app: FastAPI, telemetry: Telemetry) -> AsyncIterator[None]:
         url = str(self.settings.otlp_traces_url or otlp_http_traces_url())
-        collector = Downstream("collector", url, self.settings)
+        collector = Downstream("collector", [url], self.settings)
         async with collector.open(app, telemetry):
             app.state.telemetry_relay = _Relay(
                 url,

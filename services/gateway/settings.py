@@ -16,7 +16,7 @@ from pydantic import (
 from pydantic_settings import SettingsConfigDict
 
 from services.common.models import CLIENT_ID_PATTERN
-from services.common.settings import DownstreamSettings
+from services.common.settings import DownstreamSettings, ServiceUrls
 
 # Documented in the README; override GATEWAY_API_KEYS anywhere that is not a laptop.
 DEMO_API_KEY = "demo-key"
@@ -38,7 +38,7 @@ class GatewaySettings(DownstreamSettings):
     # Validation errors never echo the input: it may hold API keys.
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", hide_input_in_errors=True)
 
-    chat_url: HttpUrl = HttpUrl("http://127.0.0.1:8001")
+    chat_url: ServiceUrls = (HttpUrl("http://127.0.0.1:8001"),)
     # API key -> client id, as JSON: GATEWAY_API_KEYS='{"key": "client"}', or a
     # file holding that JSON (GATEWAY_API_KEYS_FILE, e.g. a Docker secret), which
     # wins. The client id (never the key) names the caller in telemetry.
