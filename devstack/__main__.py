@@ -22,7 +22,7 @@ from devstack.bench import (
 )
 from devstack.faults import SCENARIOS
 from devstack.load import run_load
-from devstack.native import REPO, NativeStack, Ports
+from devstack.native import REPO, NativeStack, Ports, replicas_from_environment
 from devstack.trace import TraceError, find_stores, trace_view
 from devstack.waterfall import as_json, print_view
 from services.gateway.settings import DEMO_API_KEY
@@ -34,7 +34,13 @@ def up(detach: bool) -> int:
     if (existing := NativeStack.load(RUN_DIR)) and existing.running:
         print(f"already running ({RUN_DIR / 'state.json'}); `make down` first", file=sys.stderr)
         return 1
-    stack = NativeStack(RUN_DIR, Ports(), detachable=True)
+    try:
+        # CHAT_REPLICAS=3 CACHE_REPLICAS=2 make dev: several processes of a service.
+        ports = Ports().with_replicas(replicas_from_environment(os.environ))
+    except ValueError as exc:
+        print(f"make dev: {exc}", file=sys.stderr)
+        return 2
+    stack = NativeStack(RUN_DIR, ports, detachable=True)
     # Ctrl-C and `kill` both stop everything started so far, wherever start() is.
     # (Set explicitly: a shell starting us in the background may have ignored SIGINT.)
     for signum in (signal.SIGINT, signal.SIGTERM):

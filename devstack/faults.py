@@ -6,6 +6,10 @@ and the hop whose span turns red (the README's "Break it and watch it" walks
 through each). Faults are set through each service's ``/admin/faults``
 (services/common/faults.py) or by stopping a process, and work against the
 native stack (``make dev``) and the Docker stack (``make up``) alike.
+
+A fault plan belongs to one process, so a service that runs several times
+(``CHAT_REPLICAS=3 make dev``, ``docker compose up --scale chat=3``) gets the plan
+in every replica: a scenario breaks the service, not one replica of it.
 """
 
 import json
@@ -97,15 +101,15 @@ class NativeTarget(Target):
     stack: NativeStack
 
     def set_plan(self, service: str, plan: Mapping[str, Any]) -> None:
-        port = self.stack.ports.services[service]
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/admin/faults",
-            data=json.dumps(plan).encode(),
-            method="PUT",
-            headers={"Content-Type": "application/json", "X-Admin-Key": DEMO_ADMIN_KEY},
-        )
-        with urllib.request.urlopen(request, timeout=5):  # noqa: S310
-            pass
+        for port in self.stack.ports.of(service):  # every replica
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/admin/faults",
+                data=json.dumps(plan).encode(),
+                method="PUT",
+                headers={"Content-Type": "application/json", "X-Admin-Key": DEMO_ADMIN_KEY},
+            )
+            with urllib.request.urlopen(request, timeout=5):  # noqa: S310
+                pass
 
     def stop(self, component: str) -> None:
         self.stack.stop_component(component)
@@ -117,7 +121,15 @@ class NativeTarget(Target):
 
 class DockerTarget(Target):
     """The compose stack: admin calls from inside each container (only the gateway
-    publishes a port), with the admin key that container has."""
+    publishes a port), with the admin key that container has.
+
+    Every container of the service: ``docker compose exec SERVICE`` runs in one
+    container only, the first replica (``--index 1``, its default), so under
+    ``--scale chat=3`` it would break one chat in three. The containers are listed
+    with ``docker compose ps --quiet SERVICE`` (the running ones) and each is
+    reached by id with ``docker exec``: no assumption that the replicas' indexes
+    run 1..N without gaps after scaling down and up.
+    """
 
     def set_plan(self, service: str, plan: Mapping[str, Any]) -> None:
         call = (
@@ -127,7 +139,11 @@ class DockerTarget(Target):
             "'Content-Type': 'application/json', "
             f"'X-Admin-Key': os.environ['{service.upper()}_ADMIN_KEY']}}), timeout=5)"
         )
-        _compose("exec", "-T", service, "python", "-c", call)
+        containers = _compose_output("ps", "--quiet", service).split()
+        if not containers:
+            raise RuntimeError(f"no running container of {service} (make up first)")
+        for container in containers:
+            subprocess.run(["docker", "exec", container, "python", "-c", call], check=True)  # noqa: S607
 
     def stop(self, component: str) -> None:
         _compose("stop", component)
@@ -138,6 +154,11 @@ class DockerTarget(Target):
 
 def _compose(*args: str) -> None:
     subprocess.run(["docker", "compose", *args], check=True)  # noqa: S607 (docker from PATH)
+
+
+def _compose_output(*args: str) -> str:
+    command = ["docker", "compose", *args]  # docker from PATH
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
 
 
 def apply(target: Target, scenario: Scenario) -> None:

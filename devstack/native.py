@@ -27,12 +27,13 @@ import signal
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 from devstack.processes import (
     Probe,
-    free_port,
+    free_ports,
     http_ok,
     port_is_free,
     redis_ping,
@@ -53,12 +54,28 @@ def _registry_ports() -> dict[str, int]:
     return {service.name: service.port for service in registry.SERVICES}
 
 
+def replica_names(service: str, count: int) -> list[str]:
+    """The processes of ``service``: its own name when it runs once (as it always
+    did), ``chat-1``, ``chat-2``, ... when it runs several times."""
+    return [service] if count == 1 else [f"{service}-{i}" for i in range(1, count + 1)]
+
+
+def is_process_of(process: str, name: str) -> bool:
+    """``process`` is ``name`` itself or one of its replicas (``chat-2`` of ``chat``):
+    stopping or restarting "chat" means all of them."""
+    rest = process.removeprefix(f"{name}-")
+    return process == name or (rest != process and rest.isdigit())
+
+
 @dataclass(frozen=True)
 class Ports:
     """Every port the native stack listens on (all on 127.0.0.1)."""
 
     # Service name -> port; by default each service's own from services/registry.py.
+    # With replicas, the first replica's.
     services: Mapping[str, int] = field(default_factory=_registry_ports)
+    # Service name -> the ports of its other replicas (none: one process each).
+    replicas: Mapping[str, list[int]] = field(default_factory=dict)
     # Not 6379: leave a Redis the machine may already run alone.
     redis: int = 6380
     otlp_grpc: int = 4317
@@ -79,21 +96,68 @@ class Ports:
         """The port clients call (services/registry.py: the entry service's)."""
         return self.services[registry.ENTRY.name]
 
+    def of(self, service: str) -> list[int]:
+        """The ports of every replica of ``service``, the first one's first."""
+        return [self.services[service], *self.replicas.get(service, [])]
+
+    def processes(self, service: str) -> list[tuple[str, int]]:
+        """Each replica of ``service``: its process name and its port."""
+        ports = self.of(service)
+        return list(zip(replica_names(service, len(ports)), ports, strict=True))
+
     def named(self) -> dict[str, int]:
-        """Every port by what listens on it, services included."""
-        others = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "services"}
-        return {**self.services, **others}
+        """Every port by what listens on it, services (each replica) included."""
+        own = {"services", "replicas"}
+        others = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in own}
+        services = {name: port for s in self.services for name, port in self.processes(s)}
+        return {**services, **others}
+
+    def with_replicas(self, counts: Mapping[str, int], *, free: bool = False) -> "Ports":
+        """These ports with ``counts[service]`` processes of a service: the first on
+        the service's port, the others on free ports (``free``) or every tenth port
+        after it (chat 8001, 8011, 8021; cache 8002, 8012). The entry service stays
+        one process: it is the port clients call, and nothing balances in front of it.
+        """
+        replicas: dict[str, list[int]] = {}
+        for service, count in counts.items():
+            first = self.services[service]  # KeyError: not a service
+            if count < 1:
+                raise ValueError(f"{service}: {count} replicas; at least 1")
+            if count > 1 and service == registry.ENTRY.name:
+                raise ValueError(f"{service} runs once: it is the entry point (port {first})")
+            replicas[service] = [first + 10 * i for i in range(1, count)]
+        if free:  # free ports, none of them one of these ports
+            taken = set(self.named().values())
+            spare = iter(p for p in free_ports(len(taken) + sum(counts.values())) if p not in taken)
+            replicas = {s: [next(spare) for _ in ports] for s, ports in replicas.items()}
+        return replace(self, replicas={s: p for s, p in replicas.items() if p})
 
     @classmethod
     def free(cls) -> "Ports":
         """A free port for everything: a test stack beside a running ``make dev``."""
-        others = {f.name: free_port() for f in fields(cls) if f.name != "services"}
-        return cls(services=cls.free_services(), **others)
+        own = {"services", "replicas"}
+        names = [f.name for f in fields(cls) if f.name not in own]
+        ports = free_ports(len(names) + len(registry.names()))  # all different
+        services = dict(zip(registry.names(), ports[len(names) :], strict=True))
+        others: dict[str, Any] = dict(zip(names, ports, strict=False))
+        return cls(services=services, **others)
 
     @staticmethod
     def free_services() -> dict[str, int]:
         """A free port for every service (a second chain beside the first)."""
-        return {name: free_port() for name in registry.names()}
+        return dict(zip(registry.names(), free_ports(len(registry.names())), strict=True))
+
+
+def replicas_from_environment(environ: Mapping[str, str]) -> dict[str, int]:
+    """``<SERVICE>_REPLICAS`` of each service that has one (``CHAT_REPLICAS=3 make dev``)."""
+    counts = {}
+    for name in registry.names():
+        value = environ.get(f"{name.upper()}_REPLICAS", "").strip()
+        if value:
+            if not value.isdigit():
+                raise ValueError(f"{name.upper()}_REPLICAS={value!r}: a whole number, please")
+            counts[name] = int(value)
+    return counts
 
 
 @dataclass(frozen=True)
@@ -173,9 +237,17 @@ def redis_command(port: int, data_dir: Path) -> list[str]:
 
 
 def service_components(ports: Ports, env: Mapping[str, str] | None = None) -> list[Component]:
-    """The services on ``ports``, wired to each other and to the Collector, callees
-    first; ``env`` adds to or overrides their environment."""
-    urls = {name: f"{LOOPBACK}:{port}" for name, port in ports.services.items()}
+    """The services on ``ports`` (every replica of each), wired to each other and to
+    the Collector, callees first; ``env`` adds to or overrides their environment.
+
+    A caller reads where its callee is from ``<NAME>_<DEPENDENCY>_URL``: with
+    replicas, the URL of each, comma-separated, and it takes them in turn
+    (services/common/balancing.py), as it takes the addresses of a compose
+    service's name in turn under Docker.
+    """
+    urls = {
+        name: ",".join(f"{LOOPBACK}:{port}" for port in ports.of(name)) for name in ports.services
+    }
     urls[registry.REDIS] = f"redis://127.0.0.1:{ports.redis}/0"
     service_env = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"{LOOPBACK}:{ports.otlp_http}",
@@ -191,11 +263,11 @@ def service_components(ports: Ports, env: Mapping[str, str] | None = None) -> li
         **(env or {}),
     }
 
-    def service(name: str, port: int) -> Component:
+    def service(name: str, process: str, port: int) -> Component:
         # The entry service serves the chat page at /; every service its API docs.
         entry = name == registry.ENTRY.name
         return Component(
-            name,
+            process,
             uvicorn_command(name, port),
             http_ok(f"{LOOPBACK}:{port}/readyz"),
             env={**uvicorn_settings(name), **service_env},
@@ -205,7 +277,11 @@ def service_components(ports: Ports, env: Mapping[str, str] | None = None) -> li
             else "",
         )
 
-    return [service(s.name, ports.services[s.name]) for s in registry.start_order()]
+    return [
+        service(s.name, process, port)
+        for s in registry.start_order()
+        for process, port in ports.processes(s.name)
+    ]
 
 
 def components(
@@ -375,9 +451,10 @@ class NativeStack:
         self.state_file.unlink(missing_ok=True)
 
     def stop_component(self, name: str, *, kill: bool = False) -> None:
-        """Stop one component of the running stack: SIGTERM (a clean stop), or
-        SIGKILL with ``kill`` (a crash). For fault drills and `make fault`."""
-        for process in [r for r in self.running if r.name == name]:
+        """Stop one component of the running stack (a service: every replica of it):
+        SIGTERM (a clean stop), or SIGKILL with ``kill`` (a crash). For fault drills
+        and `make fault`."""
+        for process in [r for r in self.running if is_process_of(r.name, name)]:
             if kill:
                 os.kill(process.pid, signal.SIGKILL)
             stop_pid(process.pid)
@@ -385,10 +462,13 @@ class NativeStack:
         self._save()
 
     def restart_component(self, name: str) -> None:
-        """Start a stopped component again, as the stack started it, and wait until
-        it is ready."""
+        """Start a stopped component (a service: every replica of it) again, as the
+        stack started it, and wait until it is ready."""
         every = components(self.ports, self.run_dir, self.service_env)
-        self.start_components([c for c in every if c.name == name])
+        running = {r.name for r in self.running}
+        self.start_components(
+            [c for c in every if is_process_of(c.name, name) and c.name not in running]
+        )
         order = [c.name for c in every]
         self.running.sort(key=lambda r: order.index(r.name) if r.name in order else len(order))
         self._save()

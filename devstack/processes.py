@@ -27,6 +27,19 @@ def free_port() -> int:
         return port
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` different TCP ports free on loopback right now. (Taken one at a time
+    with free_port, the kernel may hand the same port out twice.)"""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def port_is_free(port: int) -> bool:
     """Nothing listens on ``port`` (connections lingering in TIME_WAIT do not count:
     servers bind with SO_REUSEADDR, so this check does too)."""

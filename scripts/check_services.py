@@ -13,7 +13,9 @@ drift:
   <NAME>_<DEPENDENCY>_URL pointing at each service (or Redis) it calls, started
   after the one it depends on is healthy, with its <NAME>_ADMIN_KEY (make fault);
   no other service built with a SERVICE argument; only the entry service's port
-  published.
+  published; and every other service scalable (`docker compose up --scale
+  chat=3`): no fixed container_name and no published host port, either of which
+  two replicas cannot share.
 - deploy/prometheus/rules/alerts.yml: ServiceDown watches exactly the registry's
   services.
 
@@ -87,6 +89,8 @@ def _service_problems(entry: registry.Service, service: dict[str, Any]) -> list[
         problems.append(f"publishes {published}; the entry service publishes its port only")
     if entry != registry.ENTRY and published:
         problems.append(f"publishes {published}: only the entry service is reachable from outside")
+    if entry != registry.ENTRY and "container_name" in service:
+        problems.append("has a container_name: `--scale` needs Compose to name each replica")
     return problems
 
 

@@ -350,6 +350,8 @@ def check_up_wording() -> None:
     command = f"docker compose {args.group(1).strip()}"
     for name in ("docker-compose.yml", "README.md"):
         quoted = re.findall(r"`(docker compose up\b[^`]*)`", (REPO / name).read_text("utf-8"))
+        # The same command with replicas (CHAT_REPLICAS=3 make up adds --scale chat=3).
+        quoted = [re.sub(r"( --scale \S+=\d+)+$", "", q) for q in quoted]
         if not quoted:
             fail(name, f"does not say what `make up` runs (`{command}`)")
         for other in sorted(set(quoted) - {command}):

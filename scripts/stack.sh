@@ -4,6 +4,7 @@
 #
 #   scripts/stack.sh up|down|ps|logs
 #   STACK=docker|native scripts/stack.sh up    # force a side
+#   CHAT_REPLICAS=3 CACHE_REPLICAS=2 scripts/stack.sh up   # several of a service, either side
 #   VOLUMES=1 scripts/stack.sh down            # Docker: also delete the data volumes
 #
 # down/ps/logs act on the stack that is running: the native one if .run/state.json
@@ -66,10 +67,23 @@ side() {
   fi
 }
 
+# <SERVICE>_REPLICAS: that many containers of the service (`--scale`); natively, that
+# many processes (devstack reads the same variables). Not the entry service (the
+# first name the registry lists): it publishes its port, which one container holds.
+scale_args() {
+  local service count
+  for service in $(python3 -m services.registry names | cut -d' ' -f2-); do
+    count=${service^^}_REPLICAS
+    [ -n "${!count:-}" ] && printf '%s\n' --scale "$service=${!count}"
+  done
+  return 0
+}
+
 case "$(side):$verb" in
   docker:up)
     require_docker_versions || exit 1
-    if ! "${compose[@]}" "${up_args[@]}"; then
+    mapfile -t scale < <(scale_args)
+    if ! "${compose[@]}" "${up_args[@]}" "${scale[@]}"; then
       cat >&2 <<'FAILED'
 make up failed. Whatever it started or created is still there, so that you can see why:
   make ps                   which container is not healthy

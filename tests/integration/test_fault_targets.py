@@ -1,12 +1,14 @@
 """`make fault` against the Docker stack, without Docker: a stand-in `docker` on
-PATH runs what `docker compose exec` would run inside a container (the same
-Python one-liner, with the container's PORT and admin key) against a real service,
-and records what `stop`/`start` would do."""
+PATH runs what `docker exec` would run inside each container of a service (the
+same Python one-liner, with the container's PORT and admin key) against real
+services, two cache processes standing in for `--scale cache=2`, and records what
+`stop`/`start` would do."""
 
 import os
 import stat
 import sys
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -18,13 +20,18 @@ from devstack.processes import free_port
 from tests.integration.conftest import service_process
 
 STAND_IN = """#!/bin/sh
-# docker compose exec -T SERVICE python -c CODE  |  docker compose stop|start NAME
-shift  # compose
+# docker compose ps --quiet SERVICE  |  docker exec CONTAINER python -c CODE
+# docker compose stop|start NAME
+# A container's id here is the port of the real process that stands in for it.
 case "$1" in
-  exec) shift 2; service=$1; shift 2
-        echo "exec $service" >> "$DOCKER_CALLS"
-        PORT=$SERVICE_PORT exec "$PYTHON" -c "$2" ;;
-  *)    echo "$1 $2" >> "$DOCKER_CALLS" ;;
+  exec) echo "exec $2" >> "$DOCKER_CALLS"
+        PORT=$2 exec "$PYTHON" -c "$5" ;;
+  compose)
+    case "$2" in
+      ps) echo "ps $4" >> "$DOCKER_CALLS"
+          for port in $CONTAINER_PORTS; do echo "$port"; done ;;
+      *)  echo "$2 $3" >> "$DOCKER_CALLS" ;;
+    esac ;;
 esac
 """
 
@@ -42,28 +49,33 @@ def docker_stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     yield calls
 
 
-def test_docker_faults_reach_the_service_and_stop_the_collector(
+def test_docker_faults_reach_every_replica_and_stop_the_collector(
     docker_stand_in: Path, redis_url: str, log_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    port = free_port()
+    ports = [free_port(), free_port()]
     env = {"CACHE_REDIS_URL": redis_url, "CACHE_ADMIN_KEY": DEMO_ADMIN_KEY}
-    with service_process("cache", port, log_dir, env):
-        # Every "container" is this one cache process, each with its own key variable.
-        monkeypatch.setenv("SERVICE_PORT", str(port))
+    with ExitStack() as replicas:
+        for port in ports:
+            replicas.enter_context(service_process("cache", port, log_dir, env))
+        # Every service's "containers" are these two cache processes, each
+        # container with its own key variable.
+        monkeypatch.setenv("CONTAINER_PORTS", " ".join(map(str, ports)))
         for service in ("GATEWAY", "CHAT", "CACHE"):
             monkeypatch.setenv(f"{service}_ADMIN_KEY", DEMO_ADMIN_KEY)
 
-        def plan() -> object:
-            url = f"http://127.0.0.1:{port}/admin/faults"
-            return httpx.get(url, headers={"X-Admin-Key": DEMO_ADMIN_KEY}).json()
+        def plans() -> list[object]:
+            urls = [f"http://127.0.0.1:{port}/admin/faults" for port in ports]
+            return [httpx.get(u, headers={"X-Admin-Key": DEMO_ADMIN_KEY}).json() for u in urls]
 
         apply(DockerTarget(), SCENARIOS["slow-redis"])
-        assert plan() == {"redis": {"latency_ms": 700, "error_rate": 0.0, "status": 500}}
+        slow = {"redis": {"latency_ms": 700, "error_rate": 0.0, "status": 500}}
+        assert plans() == [slow, slow]
         apply(DockerTarget(), SCENARIOS["collector-down"])
         clear(DockerTarget())
-        assert plan() == {}
+        assert plans() == [{}, {}]
     calls = docker_stand_in.read_text().splitlines()
-    assert "exec cache" in calls
+    assert "ps cache" in calls
+    assert {f"exec {port}" for port in ports} <= set(calls)
     # (fault-clear starts the Collector whatever; `start` of a running one is a no-op)
     stopped = calls.index("stop otel-collector")
     assert "start otel-collector" in calls[stopped:]

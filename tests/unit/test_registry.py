@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 import yaml
 
-from devstack.native import REPO, Ports, service_components
+from devstack.native import (
+    REPO,
+    Ports,
+    is_process_of,
+    replicas_from_environment,
+    service_components,
+)
 from scripts.check_services import ALERTS, COMPOSE, alert_problems, compose_problems
 from services import registry
 from services.common.settings import ServiceSettings
@@ -60,6 +66,47 @@ def test_the_native_stack_starts_the_registry_callees_first() -> None:
     assert env["CHAT_CACHE_URL"] == "http://127.0.0.1:8002"
     assert env["CACHE_REDIS_URL"] == env["GATEWAY_REDIS_URL"] == "redis://127.0.0.1:6380/0"
     assert Ports().services == {"gateway": 8000, "chat": 8001, "cache": 8002}
+
+
+def test_replicas_natively_are_processes_on_every_tenth_port_and_callers_list_them() -> None:
+    ports = Ports().with_replicas(
+        replicas_from_environment({"CHAT_REPLICAS": "3", "CACHE_REPLICAS": "2"})
+    )
+    components = service_components(ports)
+    assert [(c.name, c.command[-1]) for c in components] == [
+        ("cache-1", "8002"),
+        ("cache-2", "8012"),
+        ("chat-1", "8001"),
+        ("chat-2", "8011"),
+        ("chat-3", "8021"),
+        ("gateway", "8000"),
+    ]
+    env = components[0].env
+    assert env["GATEWAY_CHAT_URL"] == ",".join(f"http://127.0.0.1:{p}" for p in (8001, 8011, 8021))
+    assert env["CHAT_CACHE_URL"] == "http://127.0.0.1:8002,http://127.0.0.1:8012"
+    assert {"chat-3", "cache-2"} <= set(ports.named())
+    free = Ports.free().with_replicas({"chat": 2}, free=True)
+    assert len(set(free.named().values())) == len(free.named())  # no port used twice
+    # "chat" names every replica of it (stop, restart, faults), and nothing else.
+    assert [is_process_of(name, "chat") for name in ("chat", "chat-2", "chat-x", "cache-1")] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("environ", "error"),
+    [
+        ({"GATEWAY_REPLICAS": "2"}, "gateway runs once"),
+        ({"CHAT_REPLICAS": "0"}, "at least 1"),
+        ({"CHAT_REPLICAS": "three"}, "a whole number"),
+    ],
+)
+def test_replica_counts_that_cannot_be(environ: dict[str, str], error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        Ports().with_replicas(replicas_from_environment(environ))
 
 
 def test_make_reads_the_registry() -> None:
@@ -116,6 +163,8 @@ def _drifted(compose: dict[str, Any], change: str) -> dict[str, Any]:
         del services["cache"]["environment"]["CACHE_ADMIN_KEY"]
     elif change == "an internal port published":
         services["chat"]["ports"] = ["127.0.0.1:8001:8001"]
+    elif change == "a fixed container name":
+        services["cache"]["container_name"] = "cache"
     return drifted
 
 
@@ -130,6 +179,7 @@ def _drifted(compose: dict[str, Any], change: str) -> dict[str, Any]:
         ("a side dependency missing", "gateway: GATEWAY_REDIS_URL=''"),
         ("no admin key", "cache: no CACHE_ADMIN_KEY"),
         ("an internal port published", "chat: publishes ['8001']"),
+        ("a fixed container name", "cache: has a container_name"),
     ],
 )
 def test_compose_drift_is_reported(compose: dict[str, Any], change: str, reported: str) -> None:

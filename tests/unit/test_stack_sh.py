@@ -32,7 +32,7 @@ class Run:
     docker_calls: list[str]
 
 
-def make_up(tmp_path: Path, *, engine: str, compose: str, up_rc: int = 0) -> Run:
+def make_up(tmp_path: Path, *, engine: str, compose: str, up_rc: int = 0, **extra_env: str) -> Run:
     """`scripts/stack.sh up` forced onto Docker, against the stand-in engine."""
     docker = tmp_path / "docker"
     docker.write_text(FAKE_DOCKER)
@@ -47,6 +47,7 @@ def make_up(tmp_path: Path, *, engine: str, compose: str, up_rc: int = 0) -> Run
         "FAKE_ENGINE": engine,
         "FAKE_COMPOSE": compose,
         "FAKE_UP_RC": str(up_rc),
+        **extra_env,
     }
     env.pop("COMPOSE", None)
     done = subprocess.run(
@@ -102,3 +103,16 @@ def test_a_failed_up_says_how_to_look_and_clean_up(tmp_path: Path) -> None:
     assert run.returncode != 0
     assert "make logs" in run.stderr and "make down VOLUMES=1" in run.stderr
     assert "Stack ready" not in run.stdout
+
+
+def test_replica_counts_scale_the_services_but_never_the_entry_point(tmp_path: Path) -> None:
+    run = make_up(
+        tmp_path,
+        engine="27.3.1 1.47",
+        compose="2.40.3",
+        CHAT_REPLICAS="3",
+        CACHE_REPLICAS="2",
+        GATEWAY_REPLICAS="2",  # it publishes port 8000: one container holds it
+    )
+    assert run.returncode == 0, run.stderr
+    assert "compose up -d --build --wait --scale chat=3 --scale cache=2" in run.docker_calls
