@@ -1,14 +1,14 @@
 """The services as real uvicorn processes, exporting to a test OTLP receiver."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from devstack.native import uvicorn_command, uvicorn_settings
-from devstack.processes import free_port, http_ok
+from devstack.processes import free_ports, http_ok
 from services import registry
 from tests.support.otlp import OtlpReceiver, otlp_receiver
 from tests.support.processes import running
@@ -24,7 +24,8 @@ FAST_EXPORT = {
 @dataclass(frozen=True)
 class Stack:
     receiver: OtlpReceiver
-    ports: dict[str, int]
+    ports: dict[str, int]  # each service's (first replica's) port
+    replicas: dict[str, list[int]] = field(default_factory=dict)  # every replica's
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
@@ -53,12 +54,17 @@ def chain(
     env: dict[str, str] | None = None,
     *,
     cache_workers: int = 2,
+    replicas: Mapping[str, int] | None = None,
 ) -> Iterator[Stack]:
-    """Every service of services/registry.py as a uvicorn process on a free port,
-    callees first, exporting to ``receiver``; ``env`` adds to or overrides their
-    environment."""
-    ports = {service: free_port() for service in registry.names()}
-    urls = {service: f"http://127.0.0.1:{port}" for service, port in ports.items()}
+    """Every service of services/registry.py as a uvicorn process on a free port
+    (``replicas[service]`` processes of it, each on its own), callees first,
+    exporting to ``receiver``; ``env`` adds to or overrides their environment."""
+    counts = [(service, (replicas or {}).get(service, 1)) for service in registry.names()]
+    spare = iter(free_ports(sum(count for _, count in counts)))
+    every = {service: [next(spare) for _ in range(count)] for service, count in counts}
+    ports = {service: replica_ports[0] for service, replica_ports in every.items()}
+    # A caller takes its callee's replicas in turn (services/common/balancing.py).
+    urls = {s: ",".join(f"http://127.0.0.1:{p}" for p in ps) for s, ps in every.items()}
     service_env = {
         **FAST_EXPORT,
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
@@ -73,8 +79,9 @@ def chain(
         for service in registry.start_order():
             name = service.name
             extra = ("--workers", str(workers[name])) if name in workers else ()
-            processes.enter_context(service_process(name, ports[name], log_dir, service_env, extra))
-        yield Stack(receiver=receiver, ports=ports)
+            for port in every[name]:
+                processes.enter_context(service_process(name, port, log_dir, service_env, extra))
+        yield Stack(receiver=receiver, ports=ports, replicas=every)
 
 
 @pytest.fixture(scope="module")
