@@ -283,6 +283,8 @@ SEL = 'service_name=~"$service"'
 ROUTE_BY = "service_name, http_request_method, http_route"
 ROUTE_LEGEND = "{{service_name}} {{http_request_method}} {{http_route}}"
 RATE = "[$__rate_interval]"
+# The panel that tells replicas apart (the end-to-end test of replicas runs its query).
+REQUESTS_PER_INSTANCE = "Requests per instance"
 
 
 def or_zero(failures: str, total: str) -> str:
@@ -361,6 +363,26 @@ def services_overview() -> model.Dashboard:
             w=8,
             h=8,
             description="Server-side request duration. The dots are exemplars: click one to open that request's trace.",
+        ),
+    )
+
+    b.row("Replicas")
+    b.add(
+        graph(
+            REQUESTS_PER_INSTANCE,
+            [
+                prom(
+                    f"sum by (service_name, service_instance_id) (rate({SERVER}_count{{{SEL}}}{RATE}))",
+                    "{{service_name}} {{service_instance_id}}",
+                )
+            ],
+            unit="reqps",
+            w=24,
+            h=8,
+            description="One line per process: each reports its own service.instance.id (a UUID at start). "
+            "With replicas (CHAT_REPLICAS=3 make up / make dev, or docker compose up --scale chat=3), lines of one service "
+            "close together mean its callers spread their calls (client-side round-robin: README, Scaling); "
+            "a line at 0 is a replica that gets no traffic. A restarted process is a new line.",
         ),
     )
 
