@@ -88,9 +88,7 @@ def test_every_replica_serves_its_share(scaled: Stack) -> None:
     assert {port for service, port in called if service == "gateway"} == set(
         scaled.replicas["chat"]
     )
-    assert {port for service, port in called if service == "chat"} == set(
-        scaled.replicas["cache"]
-    )
+    assert {port for service, port in called if service == "chat"} == set(scaled.replicas["cache"])
 
 
 def test_a_replica_that_refuses_connections_costs_at_most_one_call(
