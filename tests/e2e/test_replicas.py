@@ -72,20 +72,29 @@ def _panel_query() -> str:
 
 
 def test_prometheus_has_a_series_per_replica(scaled: NativeStack, trace_ids: list[str]) -> None:
-    """The dashboard's own query: one series per process, each with requests."""
+    """The dashboard's own query has a series per process, and each process counted
+    requests of its own. (Not "each rate above 0": a replica whose first export
+    came after its last request of this short burst has one value only, a rate of 0.)"""
     backends = Backends(scaled.ports)
     query = _panel_query()
+    served = (
+        "sum by (service_name, service_instance_id) (http_server_request_duration_seconds_count)"
+    )
 
-    def instances() -> dict[str, set[str]] | None:
+    def instances(expr: str, *, counted: bool) -> dict[str, set[str]] | None:
         found: dict[str, set[str]] = {}
-        for series in backends.promql(query):
-            if float(series["value"][1]) > 0:
+        for series in backends.promql(expr):
+            if not counted or float(series["value"][1]) > 0:
                 labels = series["metric"]
                 found.setdefault(labels["service_name"], set()).add(labels["service_instance_id"])
         counts = {service: len(found.get(service, ())) for service in REPLICAS}
         return found if counts == REPLICAS else None
 
-    found = wait_until(instances, timeout=60, what=f"a series per replica from {query}")
+    def both() -> dict[str, set[str]] | None:
+        panel, counters = instances(query, counted=False), instances(served, counted=True)
+        return panel if panel is not None and panel == counters else None
+
+    found = wait_until(both, timeout=60, what=f"a series per replica from {query}")
     assert len(found[registry.ENTRY.name]) == 1  # the gateway stays one process
 
 
