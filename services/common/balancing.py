@@ -24,6 +24,11 @@ within that; an IP literal is never resolved. A replica that cannot be connected
 to leaves the pool at once until the next resolution (``failed``), so a dead
 replica costs at most one failed call per caller per TTL; a pool left empty is
 resolved again on the next call.
+
+It balances over what the name resolves to: a name with one virtual address in
+front of the replicas (a Kubernetes ClusterIP Service) is one "replica" here, and
+the proxy behind it picks per connection, so keep-alive pins again; a name that
+resolves to every replica (Docker's service names, a headless Service) is spread.
 """
 
 import asyncio
