@@ -401,16 +401,29 @@ def test_chat_requests_count_every_outcome(stack: Stack, gateway: Gateway) -> No
     def count(outcome: str) -> float:
         return stack.receiver.counter("gateway", "chat.requests", **{"chat.outcome": outcome})
 
-    sends: dict[str, Callable[[], httpx.Response]] = {
-        "ok": lambda: _post_chat(gateway.url, "hello", ALICE),
-        "unauthenticated": lambda: _post_chat(gateway.url, "hello", {}),
-        "invalid": lambda: _post_chat(gateway.url, "", ALICE),
-        "too_large": lambda: _post_chat(gateway.url, "x" * 20_000, ALICE),
-        "not_found": lambda: _post_chat(gateway.url, "hi", ALICE, session_id=uuid.uuid4().hex),
+    # outcome -> (request, the status it answers)
+    sends: dict[str, tuple[Callable[[], httpx.Response], int]] = {
+        "ok": (lambda: _post_chat(gateway.url, "hello", ALICE), 200),
+        "unauthenticated": (lambda: _post_chat(gateway.url, "hello", {}), 401),
+        "invalid": (lambda: _post_chat(gateway.url, "", ALICE), 422),
+        "too_large": (lambda: _post_chat(gateway.url, "x" * 20_000, ALICE), 413),
+        "not_found": (
+            lambda: _post_chat(gateway.url, "hi", ALICE, session_id=uuid.uuid4().hex),
+            404,
+        ),
     }
+    # The module's earlier tests used this gateway too: count from an export that began
+    # after their last request (exports run every second), or one of theirs exported
+    # late would look like one of these.
+    exports = stack.receiver.metric_exports("gateway")
+    wait_until(
+        lambda: stack.receiver.metric_exports("gateway") >= exports + 2 or None,
+        timeout=15,
+        what="two more metric exports from the gateway",
+    )
     before = {outcome: count(outcome) for outcome in sends}
-    for send in sends.values():
-        send()
+    for outcome, (send, status) in sends.items():
+        assert send().status_code == status, outcome
     wait_until(
         lambda: all(count(outcome) == before[outcome] + 1 for outcome in sends) or None,
         timeout=15,

@@ -169,6 +169,17 @@ class OtlpReceiver:
         with self._lock:
             return [log for log in self.logs if log.trace_id == trace_id]
 
+    def metric_exports(self, service: str) -> int:
+        """How many metric exports carried ``service``'s data so far."""
+        with self._lock:
+            return sum(
+                any(
+                    attributes(rm.resource.attributes)["service.name"] == service
+                    for rm in request.resource_metrics
+                )
+                for request in self.raw_metrics
+            )
+
     def counter(self, service: str, name: str, **labels: object) -> float:
         """A counter's total across ``service``'s processes, for data points whose
         attributes include ``labels`` (the newest cumulative value of each)."""
