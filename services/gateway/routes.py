@@ -65,10 +65,11 @@ async def authenticate(request: Request, api_key: str | None, limit: str = PER_C
     except ProblemError:
         await rate_limits.count_failure(address)
         raise
+    # Before the rate limit: a throttled request's span names who was throttled.
+    trace.get_current_span().set_attribute("client.id", client_id)
     quota = await rate_limits.take(client_id, limit)
     if quota is not None:  # on every response from here on, errors included
         setattr(request.state, RESPONSE_HEADERS_STATE, quota.headers())
-    trace.get_current_span().set_attribute("client.id", client_id)
     return client_id
 
 
