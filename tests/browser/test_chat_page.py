@@ -14,7 +14,7 @@ from playwright.sync_api import Page, expect
 
 from devstack.backends import Backends
 from devstack.native import DEMO_ADMIN_KEY, NativeStack
-from devstack.otlp_json import CLIENT, SERVER, StoredSpan, flatten
+from devstack.otlp_json import CLIENT, SERVER, StoredSpan, flatten, missing_parts
 from devstack.processes import wait_until
 from services.gateway.settings import DEMO_API_KEY
 from tests.browser.conftest import Visit, screenshot_path
@@ -48,7 +48,8 @@ def send(page: Page, message: str) -> str:
 
 
 def complete_trace(backends: Backends, trace_id: str) -> list[StoredSpan]:
-    """The trace once the browser's spans and every service's (Redis's too) are in."""
+    """The trace once the browser's spans and every service's (Redis's too) are in, and
+    every span's parent with them (the processes export in batches of their own)."""
 
     def probe() -> list[StoredSpan] | None:
         spans = flatten(backends.trace(trace_id))
@@ -56,7 +57,8 @@ def complete_trace(backends: Backends, trace_id: str) -> list[StoredSpan]:
         has_redis = any(s.is_redis and s.service == "cache" for s in spans)
         has_click = any(s.service == "chat-web" and s.name == "click" for s in spans)
         complete = {"chat-web", "gateway", "chat", "cache"} <= services
-        return spans if complete and has_redis and has_click else None
+        whole = not missing_parts(spans)  # every span's parent, every call's callee
+        return spans if complete and has_redis and has_click and whole else None
 
     return wait_until(probe, timeout=60, what=f"trace {trace_id} from the browser to Redis")
 
