@@ -22,12 +22,10 @@ import json
 import os
 import re
 import secrets
-import socket
 import ssl
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -36,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from devstack.processes import Probe, free_ports, start, stop_pid, wait_ready
 
 REPO = Path(__file__).resolve().parent.parent
 K8S = REPO / "deploy" / "k8s"
@@ -155,48 +155,29 @@ class CheckError(Exception):
     pass
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
-def process(command: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Run a server for the duration of the block; stop it after."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+def server(command: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a server for the duration of the block; stop it after (SIGTERM, then SIGKILL)."""
+    proc = start(command, log_path=log, env={}, cwd=REPO)
     try:
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_pid(proc.pid)
 
 
-def wait_until_ready(url: str, token: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    """Poll the API server's /readyz until it answers 200 (every post-start hook done)."""
+def https_ready(url: str, token: str) -> Probe:
+    """Ready when the API server's ``url`` answers 200 to the admin token (its own
+    self-signed certificate, on loopback: not verified)."""
     insecure = ssl.create_default_context()
     insecure.check_hostname = False
-    insecure.verify_mode = ssl.CERT_NONE  # its own self-signed certificate, on loopback
+    insecure.verify_mode = ssl.CERT_NONE
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
-    deadline = time.monotonic() + START_DEADLINE_SECONDS
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise CheckError(f"{url}: the server exited:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(request, context=insecure, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    waited = f"not ready in {START_DEADLINE_SECONDS:.0f} s"
-    raise CheckError(f"{url}: {waited}:\n{log.read_text()[-3000:]}")
+
+    def probe() -> bool | None:
+        with urllib.request.urlopen(request, context=insecure, timeout=2) as response:
+            return True if response.status == 200 else None
+
+    return probe
 
 
 @contextmanager
@@ -208,7 +189,7 @@ def api_server(workdir: Path) -> Iterator[Path]:
     on, with PodSecurity, except ServiceAccount (no controller manager creates the
     default ServiceAccount here).
     """
-    client, peer, secure = free_port(), free_port(), free_port()
+    client, peer, secure = free_ports(3)
     token = secrets.token_hex(16)
     (workdir / "tokens.csv").write_text(f"{token},check-admin,check-admin,system:masters\n")
     key, public = workdir / "sa.key", workdir / "sa.pub"
@@ -246,11 +227,15 @@ def api_server(workdir: Path) -> Iterator[Path]:
         "--disable-admission-plugins=ServiceAccount",
     ]
     with ExitStack() as stack:
-        etcd_log, apiserver_log = workdir / "etcd.log", workdir / "kube-apiserver.log"
-        stack.enter_context(process(etcd, etcd_log))
-        proc = stack.enter_context(process(apiserver, apiserver_log))
+        apiserver_log = workdir / "kube-apiserver.log"
+        stack.enter_context(server(etcd, workdir / "etcd.log"))
+        proc = stack.enter_context(server(apiserver, apiserver_log))
         url = f"https://127.0.0.1:{secure}"
-        wait_until_ready(f"{url}/readyz", token, proc, apiserver_log)
+        # /readyz: 200 once every post-start hook is done.
+        ready = https_ready(f"{url}/readyz", token)
+        wait_ready(
+            "kube-apiserver", proc, ready, log_path=apiserver_log, timeout=START_DEADLINE_SECONDS
+        )
         kubeconfig = workdir / "kubeconfig"
         config = {
             "apiVersion": "v1",
