@@ -1,5 +1,5 @@
 """examples/minimal does what its README says: one real uvicorn process, exporting to a
-test OTLP receiver, asked for one greeting.
+test OTLP receiver, asked for one greeting (after one it must refuse).
 
 Every span is found by what it is (its route or name), never by its trace id: a broken
 link then shows as the wrong trace or parent, not as a span that never came.
