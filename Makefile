@@ -65,6 +65,10 @@ load: install ## Locust against the running stack (USERS SPAWN_RATE RUN_TIME HOS
 	  $(if $(HOST),LOCUST_HOST=$(HOST)) $(if $(API_KEYS),LOCUST_API_KEYS=$(API_KEYS)) \
 	  $(RUN) python -m devstack load
 
+.PHONY: example
+example: install ## The minimal lesson (examples/minimal) on :8090, exporting to localhost:4318
+	$(RUN) uvicorn examples.minimal.app:app --port 8090
+
 .PHONY: bench drills
 bench: install tools redis wrk ## Telemetry on vs off in one run; writes bench/ (PROFILE=1: py-spy too)
 	$(RUN) python -m devstack bench $(if $(PROFILE),--profile)
