@@ -23,8 +23,9 @@ JSON = {**KEY, "Content-Type": "application/json"}
 
 def export(*, service: str = "chat-web", spans: int = 1, padding: int = 0, **resource: str) -> Any:
     """An OTLP/HTTP JSON trace export, as the browser's exporter writes one (a click
-    span; ``padding`` goes into an attribute the relay drops)."""
-    attributes = {"service.name": service, **resource}
+    span; ``padding`` goes into an attribute the relay drops; ``resource`` keywords are
+    attribute keys with dots written as underscores)."""
+    attributes = {"service.name": service, **{k.replace("_", "."): v for k, v in resource.items()}}
     trace_id = uuid.uuid4().hex
     return {
         "resourceSpans": [
@@ -94,7 +95,7 @@ async def test_spans_reach_the_collector_with_the_senders_client_id(
     chain: Chain, receiver: OtlpReceiver
 ) -> None:
     # Over the app-wide 16 KiB body limit, within the relay's own.
-    body = export(spans=3, padding=8 * 1024, **{"client.id": "someone-else"})
+    body = export(spans=3, padding=8 * 1024, client_id="someone-else")
     assert len(json.dumps(body)) > 16 * 1024
     response = await chain.gateway.post(OTLP, content=json.dumps(body), headers=JSON)
     assert response.status_code == 200, response.text
@@ -213,13 +214,11 @@ def _duplicate_service(body: Any) -> None:
         forged(_duplicate_service),
         json.dumps(
             export(
-                **{
-                    "service.instance.id": "forged",
-                    "deployment.environment.name": "prod",
-                    "service.namespace": "elsewhere",
-                    "telemetry.sdk.version": "x" * 40,
-                    "telemetry.sdk.language": "webjs",
-                }
+                service_instance_id="forged",
+                deployment_environment_name="prod",
+                service_namespace="elsewhere",
+                telemetry_sdk_version="x" * 40,
+                telemetry_sdk_language="webjs",
             )
         ),
     ],
