@@ -20,9 +20,11 @@ makes (web/src/telemetry.js, chat.js):
 - the resource is the relay's, whatever the page sent: ``service.name=chat-web``,
   ``service.namespace``, the ``client.id`` that authentication found, and only the
   ``telemetry.sdk.*`` keys of the page's own resource (short tokens);
-- at most ``MAX_SPANS`` spans per export (the page sends batches of 64) and
-  ``MAX_ATTRIBUTES`` attributes, ``MAX_EVENTS`` events per span, or the export is
-  refused; links, trace state and unknown events are dropped (the page makes none);
+- at most ``MAX_SPANS`` spans per export (the page sends batches of 64), of them
+  ``MAX_CLIENT_SPANS`` fetch spans, and ``MAX_ATTRIBUTES`` attributes, ``MAX_EVENTS``
+  events per span, or the export is refused; links, trace state and unknown events
+  are dropped (the page makes none). A fetch span waits in the service graph's store
+  for its server span, so its cap bounds how much of that store one client can hold;
 - kinds INTERNAL (document load, clicks, ``chat.send``) and CLIENT (fetch) only: a
   browser is never a server, so it can start no service-graph edge of its own;
 - span names are the page's few (:data:`INTERNAL_NAMES`, :data:`CLIENT_NAMES`); any
@@ -62,6 +64,7 @@ BROWSER_SERVICE = "chat-web"
 OTHER = "_OTHER"  # a name outside the page's list, as semconv writes an unknown HTTP method
 
 MAX_SPANS = 128
+MAX_CLIENT_SPANS = 16  # a batch covers a second: a chat's POST, a history GET
 MAX_ATTRIBUTES = 32
 MAX_EVENTS = 32
 MAX_VALUE_CHARS = 1024
@@ -175,6 +178,9 @@ def page_spans(export: ExportTraceServiceRequest, client_id: str) -> ExportTrace
     ]
     if len(spans) > MAX_SPANS:
         raise BadExportError(f"at most {MAX_SPANS} spans per export, not {len(spans)}")
+    fetches = sum(span.kind == Span.SPAN_KIND_CLIENT for _, span in spans)
+    if fetches > MAX_CLIENT_SPANS:
+        raise BadExportError(f"at most {MAX_CLIENT_SPANS} CLIENT spans per export, not {fetches}")
     relayed = ExportTraceServiceRequest()
     resource_spans = relayed.resource_spans.add()
     _set_resource(resource_spans, export, client_id)

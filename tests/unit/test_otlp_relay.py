@@ -140,6 +140,11 @@ def _span(body: Any) -> Any:
     return body["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
 
 
+def _fetches(body: Any, count: int) -> None:
+    spans = body["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    spans[:] = [{**spans[0], "spanId": uuid.uuid4().hex[:16], "kind": 3} for _ in range(count)]
+
+
 @pytest.mark.parametrize(
     ("status", "headers", "body"),
     [
@@ -160,6 +165,7 @@ def _span(body: Any) -> Any:
         (400, JSON, forged(lambda b: _span(b).update(status={"code": 7}))),
         (400, JSON, forged(lambda b: _span(b)["attributes"].append(_span(b)["attributes"][0]))),
         (400, JSON, json.dumps(export(spans=129))),
+        (400, JSON, forged(lambda b: _fetches(b, 17))),
         (
             400,
             JSON,
@@ -189,6 +195,7 @@ def _span(body: Any) -> Any:
         "no such status",
         "attribute given twice",
         "too many spans",
+        "too many fetch spans",
         "too many attributes",
         "duplicate JSON key",
     ],
