@@ -136,7 +136,7 @@ def _as_proto3_json(value: Any, message: Descriptor, path: str) -> dict[str, Any
     for key, item in value.items():
         field = message.fields_by_camelcase_name.get(key)
         if field is None or field.json_name != key:
-            raise BadExportError(f"{path}.{key}: no such field in OTLP/JSON")
+            raise BadExportError(f"{path}.{key[:64]}: no such field in OTLP/JSON")
         where = f"{path}.{key}"
         if field.type == FieldDescriptor.TYPE_MESSAGE and item is not None:
             if field.is_repeated:

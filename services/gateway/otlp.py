@@ -107,7 +107,9 @@ async def relay_traces(request: Request, client_id: TelemetryClientId) -> Respon
     try:
         export = page_spans(parse_export(await request.body()), client_id)
     except BadExportError as exc:
-        raise ProblemError(400, f"Not an OTLP trace export of {BROWSER_SERVICE}: {exc}") from exc
+        # The reason names a field or a limit, cut short: it may quote the client's input.
+        reason = str(exc)[:200]
+        raise ProblemError(400, f"Not an OTLP trace export of {BROWSER_SERVICE}: {reason}") from exc
     spans = span_count(export)
     try:
         answer = await relay.collector.exchange(
