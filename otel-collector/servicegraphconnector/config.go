@@ -26,6 +26,12 @@ type Config struct {
 	// StoreExpirationLoop is how often expired edges are swept. Default 2s.
 	StoreExpirationLoop time.Duration `mapstructure:"store_expiration_loop"`
 
+	// CacheLoop is how often series that no edge updated for seriesIdleTime are
+	// dropped, so that edges seen once (a virtual node named by a one-off peer) do not
+	// stay in the output for the Collector's lifetime. Default 1m (unset or 0, as
+	// contrib: the idle time itself is fixed there too).
+	CacheLoop time.Duration `mapstructure:"cache_loop"`
+
 	// VirtualNodePeerAttributes name, in priority order, the client-span attributes whose
 	// value names the server when a client span never finds its server span (an
 	// uninstrumented peer). Default: see defaultPeerAttributes.
@@ -61,6 +67,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Store.TTL <= 0 {
 		errs = append(errs, fmt.Errorf("store.ttl must be positive, got %s", c.Store.TTL))
+	}
+	if c.CacheLoop < 0 {
+		errs = append(errs, fmt.Errorf("cache_loop must not be negative, got %s", c.CacheLoop))
 	}
 	if c.StoreExpirationLoop < 0 {
 		errs = append(errs, fmt.Errorf("store_expiration_loop must not be negative, got %s", c.StoreExpirationLoop))

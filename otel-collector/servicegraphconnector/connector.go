@@ -33,6 +33,10 @@ const (
 	metricServerTime  = "traces_service_graph_request_server"
 	metricClientTime  = "traces_service_graph_request_client"
 	defaultFlushEvery = 60 * time.Second
+	defaultCacheLoop  = time.Minute
+	// seriesIdleTime is how long a series may go without an edge before cache_loop
+	// drops it: contrib's fixed value.
+	seriesIdleTime = 15 * time.Minute
 )
 
 var (
@@ -90,6 +94,7 @@ type series struct {
 	client        histogram
 	server        histogram
 	hasFailedStat bool
+	lastUpdated   time.Time
 }
 
 type serviceGraphConnector struct {
@@ -100,6 +105,7 @@ type serviceGraphConnector struct {
 	peerAttrs  []string
 	dbAttrs    []string
 	flushEvery time.Duration
+	cacheLoop  time.Duration
 	now        func() time.Time
 
 	mu        sync.Mutex
@@ -120,6 +126,7 @@ func newConnector(logger *zap.Logger, cfg *Config, next consumer.Metrics) *servi
 		peerAttrs:  defaultPeerAttributes,
 		dbAttrs:    defaultDatabaseAttrs,
 		flushEvery: defaultFlushEvery,
+		cacheLoop:  defaultCacheLoop,
 		now:        time.Now,
 		edges:      make(map[edgeKey]*edge),
 		series:     make(map[string]*series),
@@ -140,13 +147,18 @@ func newConnector(logger *zap.Logger, cfg *Config, next consumer.Metrics) *servi
 	if cfg.MetricsFlushInterval != nil {
 		c.flushEvery = *cfg.MetricsFlushInterval
 	}
+	if cfg.CacheLoop > 0 {
+		c.cacheLoop = cfg.CacheLoop
+	}
 	return c
 }
 
-// Start runs the loops that expire half-seen edges and send the metrics on.
+// Start runs the loops that expire half-seen edges and idle series, and send the
+// metrics on.
 func (c *serviceGraphConnector) Start(context.Context, component.Host) error {
 	c.startTime = pcommon.NewTimestampFromTime(c.now())
 	c.every(c.cfg.StoreExpirationLoop, func() { c.expire(c.now()) })
+	c.every(c.cacheLoop, func() { c.dropIdleSeries(c.now()) })
 	c.every(c.flushEvery, func() {
 		if err := c.flush(context.Background()); err != nil {
 			c.logger.Warn("sending service graph metrics failed", zap.Error(err))
@@ -318,6 +330,17 @@ func (c *serviceGraphConnector) expire(now time.Time) {
 	}
 }
 
+// dropIdleSeries forgets the series that no edge updated within seriesIdleTime.
+func (c *serviceGraphConnector) dropIdleSeries(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for key, s := range c.series {
+		if now.Sub(s.lastUpdated) > seriesIdleTime {
+			delete(c.series, key)
+		}
+	}
+}
+
 // record adds a complete edge to its series. c.mu is held.
 func (c *serviceGraphConnector) record(e *edge) {
 	labels := map[string]string{
@@ -356,6 +379,7 @@ func (c *serviceGraphConnector) record(e *edge) {
 		c.series[key] = s
 	}
 	s.requests++
+	s.lastUpdated = c.now()
 	if e.failed {
 		s.failed++
 		s.hasFailedStat = true

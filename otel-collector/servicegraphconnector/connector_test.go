@@ -258,6 +258,30 @@ func TestFullStoreDropsNewEdges(t *testing.T) {
 	}
 }
 
+func TestIdleSeriesAreDroppedAfterFifteenMinutes(t *testing.T) {
+	h := newHarness(t, defaultConfig())
+	edge := func(client string, id byte) {
+		h.consume(
+			spanSpec{service: client, kind: ptrace.SpanKindClient, id: id, milliseconds: 2},
+			spanSpec{service: "chat", kind: ptrace.SpanKindServer, id: id + 1, parent: id, milliseconds: 1},
+		)
+	}
+	edge("gateway", 1)
+	edge("one-off", 3)
+	h.now = h.now.Add(10 * time.Minute)
+	edge("gateway", 5) // still in use
+	h.now = h.now.Add(6 * time.Minute)
+	h.c.dropIdleSeries(h.now)
+	edge("gateway", 7)
+	got := h.lastPoints()
+	wantPoints(t, got, map[string]float64{
+		metricRequests + "{client=gateway,connection_type=,failed=false,server=chat}": 3,
+	})
+	if n := len(got); n != 5 { // one edge x (total, 2 histogram counts, 2 histogram sums)
+		t.Errorf("the idle series is still sent: %v", got)
+	}
+}
+
 func TestHistogramBuckets(t *testing.T) {
 	var hist histogram
 	bounds := []float64{0.1, 1}
@@ -283,16 +307,21 @@ func TestConfigUnmarshalIsStrictAndValidated(t *testing.T) {
 		"metrics_flush_interval":       "5s",
 		"virtual_node_peer_attributes": []any{"db.system"},
 		"database_name_attributes":     []any{"db.system.name", "db.system"},
+		"cache_loop":                   "30s",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Store.TTL != 10*time.Second || cfg.Store.MaxItems != 500 || *cfg.MetricsFlushInterval != 5*time.Second ||
-		len(cfg.LatencyHistogramBuckets) != 2 || cfg.StoreExpirationLoop != 2*time.Second {
+		len(cfg.LatencyHistogramBuckets) != 2 || cfg.StoreExpirationLoop != 2*time.Second ||
+		cfg.CacheLoop != 30*time.Second {
 		t.Errorf("unexpected config %+v", cfg)
 	}
 	if _, err := load(map[string]any{"exponential_histogram_max_size": 160}); err == nil {
 		t.Error("an unimplemented contrib key was accepted")
+	}
+	if _, err := load(map[string]any{"cache_loop": "-1s"}); err == nil {
+		t.Error("a negative cache_loop was accepted")
 	}
 	if _, err := load(map[string]any{"store": map[string]any{"ttl": "0s"}}); err == nil {
 		t.Error("store.ttl 0 was accepted")

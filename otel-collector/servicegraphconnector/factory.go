@@ -21,9 +21,15 @@
 // store.ttl becomes a virtual-node edge (connection_type "virtual_node"): a client span
 // names its server by virtual_node_peer_attributes, a root server span gets client "user".
 //
-// Not implemented (rejected if configured): exponential histograms, cache_loop (series
-// are never dropped: fine for a demo's few edges), the connector's own telemetry metrics,
-// and the unpaired/dropped span counters.
+// Series that no edge updated for 15 minutes are dropped at each cache_loop, as contrib
+// does, so one-off edges do not stay in the output for good.
+//
+// One difference: contrib records a lone client span with no peer attribute at all as
+// an edge to the virtual node "unknown"; this stand-in drops it.
+//
+// Not implemented (rejected if configured): exponential histograms,
+// metrics_timestamp_offset, the connector's own telemetry metrics, and the
+// unpaired/dropped span counters.
 package servicegraphconnector
 
 import (

@@ -16,6 +16,7 @@ from devstack.backends import Backends
 from devstack.native import DEMO_ADMIN_KEY, NativeStack
 from devstack.otlp_json import CLIENT, SERVER, StoredSpan, flatten, missing_parts
 from devstack.processes import wait_until
+from services.gateway.browser_spans import page_spans, parse_export
 from services.gateway.settings import DEMO_API_KEY
 from tests.browser.conftest import Visit, screenshot_path
 
@@ -161,6 +162,39 @@ def test_the_page_telemetry_carries_no_secret(visit: Visit, backends: Backends) 
     stored = json.dumps(backends.trace(trace_id))
     assert DEMO_API_KEY not in stored
     assert "X-API-Key" not in stored and "x-api-key" not in stored
+
+
+# What the relay drops from the page's own spans, on purpose (services/gateway/browser_spans.py).
+DROPPED_ON_PURPOSE = {"server.address", "server.port"}
+
+
+def test_the_relay_policy_keeps_what_the_page_really_sends(
+    visit: Visit, backends: Backends
+) -> None:
+    """The relay's allow-lists against the page's real exports: every span the page
+    made (document load, the click, chat.send, the fetches) keeps its name, kind,
+    attributes and events."""
+    page = open_chat(visit)
+    complete_trace(backends, send(page, "a message for the policy"))
+    page.evaluate("0")  # (Playwright hands over the page's events on a call like this)
+    assert visit.otlp_bodies
+    names: set[str] = set()
+    for body in visit.otlp_bodies:
+        export = parse_export(body.encode())
+        relayed = page_spans(export, "demo-client")
+        kept = {
+            s.span_id: s for scope in relayed.resource_spans[0].scope_spans for s in scope.spans
+        }
+        for resource_spans in export.resource_spans:
+            for scope in resource_spans.scope_spans:
+                for sent in scope.spans:
+                    after = kept[sent.span_id]
+                    names.add(after.name)
+                    assert (after.name, after.kind) == (sent.name, sent.kind)
+                    want = {a.key for a in sent.attributes} - DROPPED_ON_PURPOSE
+                    assert {a.key for a in after.attributes} == want, sent.name
+                    assert [e.name for e in after.events] == [e.name for e in sent.events]
+    assert {"documentLoad", "click", "chat.send", "POST"} <= names
 
 
 def test_the_page_load_is_traced(visit: Visit, backends: Backends) -> None:
