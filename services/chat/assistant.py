@@ -28,7 +28,9 @@ def normalize(message: str) -> str:
 
 
 def reply_cache_key(message: str) -> str:
-    digest = hashlib.sha256(normalize(message).encode()).hexdigest()[:32]
+    """The whole SHA-256 (64 hex digits): never shaped like a session id, which
+    telemetry replaces wherever it sees one (services/telemetry/_pseudonyms.py)."""
+    digest = hashlib.sha256(normalize(message).encode()).hexdigest()
     return f"reply:{digest}"
 
 

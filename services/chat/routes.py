@@ -23,7 +23,7 @@ from services.common.models import (
     SessionId,
 )
 from services.common.problems import DownstreamError, NotFoundError
-from services.telemetry import Telemetry
+from services.telemetry import Telemetry, session_pseudonym
 
 router = APIRouter(tags=["chat"])
 _log = logging.getLogger(__name__)
@@ -95,7 +95,9 @@ async def create_reply(
         except DownstreamError as failure:
             degradation.add("history_unsaved", failure)
             may_write = False  # whose session it is cannot be told now
-    trace.get_current_span().set_attribute("session.id", session_id)
+    # Its pseudonym: a session id is a credential (services/telemetry/_pseudonyms.py).
+    session = session_pseudonym(session_id)
+    trace.get_current_span().set_attribute("session.id", session)
 
     tracer = telemetry.tracer
     key = reply_cache_key(body.message)
@@ -147,7 +149,7 @@ async def create_reply(
         except DownstreamError as failure:
             degradation.add("history_unsaved", failure)
     attributes = {"cache.hit": cached}
-    _log.info("replied in session %s (cache hit: %s)", session_id, cached)
+    _log.info("replied in session %s (cache hit: %s)", session, cached)
     metrics.replies.add(1, attributes)
     metrics.reply_latency.record(perf_counter() - started, attributes)
     if degradation.reasons:

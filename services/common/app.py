@@ -109,6 +109,9 @@ class ServiceSpec:
     # and path prefixes): pages and their assets, relayed telemetry.
     untraced_paths: frozenset[str] = frozenset()
     untraced_prefixes: tuple[str, ...] = ()
+    # The service outside clients call: it makes its own sampling decision
+    # (services/telemetry/_sampling.py).
+    edge: bool = False
 
 
 class ServiceApp(FastAPI):
@@ -152,7 +155,9 @@ def create_service_app(
     gateway); the others take theirs from the caller (see deadline.py).
     """
     name = spec.name
-    telemetry = configure_telemetry(name, log_level=settings.log_level, exporters=wiring.exporters)
+    telemetry = configure_telemetry(
+        name, log_level=settings.log_level, exporters=wiring.exporters, edge=spec.edge
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -18,6 +18,7 @@ the hops' clocks need not agree.
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +32,9 @@ from services.common.asgi import HttpMiddleware, WatchedSend
 from services.common.problems import problem_response
 
 BUDGET_HEADER = "X-Request-Budget-Ms"
+# ASCII digits only (str.isdigit() takes "²" and other scripts' digits), and few
+# enough of them that int() stays cheap: 9 digits are over eleven days.
+_MILLISECONDS = re.compile(r"[0-9]{1,9}")
 # Kept back at each hop for sending the answer back up (and a little clock noise).
 HOP_MARGIN_SECONDS = 0.05
 
@@ -83,14 +87,23 @@ class DeadlineMiddleware(HttpMiddleware):
         self.max_budget = max_budget_seconds
         self.own_budget = own_budget_seconds
 
-    def _budget(self, scope: Scope) -> float:
+    def _budget(self, scope: Scope) -> float | None:
+        """The request's budget in seconds; None when the header is not a number."""
         if self.own_budget is not None:
             return self.own_budget
-        sent = Headers(scope=scope).get(BUDGET_HEADER, "")
-        return min(int(sent) / 1000, self.max_budget) if sent.isdigit() else self.max_budget
+        sent = Headers(scope=scope).get(BUDGET_HEADER)
+        if sent is None:
+            return self.max_budget
+        if not _MILLISECONDS.fullmatch(sent):
+            return None
+        return min(int(sent) / 1000, self.max_budget)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         budget = self._budget(scope)
+        if budget is None:
+            detail = f"{BUDGET_HEADER} must be a whole number of milliseconds (at most 9 digits)."
+            await problem_response(400, "Bad Request", detail)(scope, receive, send)
+            return
         watched = WatchedSend(send)
         with _within(budget) as deadline:
             try:

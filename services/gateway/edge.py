@@ -1,14 +1,18 @@
 """What the gateway, the one service the outside world reaches, takes from a request.
 
-- ``baggage``: never. A client could otherwise put any ``client.id`` (or
-  anything else) onto every span of every service. The header is dropped before
-  FastAPI's telemetry reads it; the gateway sets ``client.id`` itself, after
-  authentication.
-- ``traceparent`` / ``tracestate``: a policy (``GATEWAY_TRUST_INCOMING_TRACE_CONTEXT``).
-  Trusted, the client's trace continues (a browser or a load generator starts
-  the trace). Untrusted, the headers are dropped too, the gateway starts a new
-  trace, and its server span links to the client's context: the OpenTelemetry
-  specification's pattern for public endpoints.
+- baggage: never. A client could otherwise put any ``client.id`` (or anything
+  else) onto every span of every service. Its headers are dropped before FastAPI's
+  telemetry reads them; the gateway sets ``client.id`` itself, after authentication.
+- trace context (``traceparent`` / ``tracestate``, or whatever else the configured
+  propagators read, ``OTEL_PROPAGATORS``): a policy
+  (``GATEWAY_TRUST_INCOMING_TRACE_CONTEXT``). Trusted, the client's trace continues
+  (a browser or a load generator starts the trace), though never its sampling
+  decision (services/telemetry/_sampling.py). Untrusted, those headers are dropped
+  too, the gateway starts a new trace, and its server span links to the client's
+  context: the OpenTelemetry specification's pattern for public endpoints.
+
+Which headers those are is asked of the propagators themselves (their ``fields``),
+so a propagator added by configuration cannot open a way around the policy.
 
 And what every response carries: ``nosniff`` and ``no-store`` (API responses
 are per caller and never to be cached or sniffed; the chat page and its files set
@@ -19,19 +23,19 @@ known its rate-limit quota. The server banner is switched off in uvicorn's setti
 
 from typing import ClassVar
 
-from opentelemetry import trace
+from opentelemetry import propagate, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.trace import SpanContext
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.common.asgi import HttpMiddleware, WatchedSend
 
-_BAGGAGE = b"baggage"
-_TRACE_CONTEXT = frozenset({b"traceparent", b"tracestate"})
+# Baggage the propagators read by header prefix rather than by name (Jaeger's and
+# OpenTracing's), so not among their ``fields``.
+_BAGGAGE_PREFIXES = (b"uberctx-", b"ot-baggage-")
 # Where IncomingTraceContext leaves an untrusted client context for LinkClientContext.
 _CLIENT_CONTEXT = "gateway.client_trace_context"
-_TRACE_CONTEXT_FORMAT = TraceContextTextMapPropagator()
 
 
 class IncomingTraceContext:
@@ -39,20 +43,26 @@ class IncomingTraceContext:
 
     def __init__(self, app: ASGIApp, *, trust_traceparent: bool) -> None:
         self.app = app
-        self.dropped = {_BAGGAGE} if trust_traceparent else {_BAGGAGE, *_TRACE_CONTEXT}
+        propagated = {field.encode() for field in propagate.get_global_textmap().fields}
+        baggage = {field.encode() for field in W3CBaggagePropagator().fields}
+        self.trace_context = frozenset(propagated - baggage)
+        self.dropped = frozenset(baggage | (set() if trust_traceparent else self.trace_context))
+
+    def _drops(self, name: bytes) -> bool:
+        return name in self.dropped or name.startswith(_BAGGAGE_PREFIXES)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             headers: list[tuple[bytes, bytes]] = scope["headers"]
-            if any(name in self.dropped for name, _ in headers):
+            if any(self._drops(name) for name, _ in headers):
                 untrusted = {
                     name.decode(): value.decode("latin-1")
                     for name, value in headers
-                    if name in self.dropped and name in _TRACE_CONTEXT
+                    if name in self.dropped and name in self.trace_context
                 }
-                scope["headers"] = [(n, v) for n, v in headers if n not in self.dropped]
+                scope["headers"] = [(n, v) for n, v in headers if not self._drops(n)]
                 if untrusted:
-                    client = trace.get_current_span(_TRACE_CONTEXT_FORMAT.extract(untrusted))
+                    client = trace.get_current_span(propagate.extract(untrusted))
                     if client.get_span_context().is_valid:
                         scope[_CLIENT_CONTEXT] = client.get_span_context()
         await self.app(scope, receive, send)

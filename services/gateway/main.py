@@ -31,6 +31,7 @@ GATEWAY = ServiceSpec(
     GatewayMetrics,
     untraced_paths=page.UNTRACED_PATHS | {otlp.OTLP_TRACES_PATH},
     untraced_prefixes=page.UNTRACED_PREFIXES,
+    edge=True,
 )
 
 

@@ -19,6 +19,7 @@ Exporters speak OTLP and read only the standard ``OTEL_*`` variables
 
 from services.telemetry._baggage import baggage_entries
 from services.telemetry._otlp import otlp_http_traces_url
+from services.telemetry._pseudonyms import session_pseudonym
 from services.telemetry._setup import (
     BAGGAGE_SPAN_ATTRIBUTES,
     SERVICE_NAMESPACE,
@@ -35,4 +36,5 @@ __all__ = [
     "baggage_entries",
     "configure_telemetry",
     "otlp_http_traces_url",
+    "session_pseudonym",
 ]

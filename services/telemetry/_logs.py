@@ -16,6 +16,8 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk._logs import LoggerProvider
 
+from services.telemetry._pseudonyms import SessionIdLogFilter
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line, carrying the ids that link it to its trace."""
@@ -108,6 +110,7 @@ def attach_log_handlers(
         handlers.append(otlp_handler)
     for handler in handlers:
         handler.addFilter(_FromThisService(service))
+        handler.addFilter(SessionIdLogFilter())  # session ids are credentials
     root = logging.getLogger()
     root.setLevel(level.upper())
     # httpx logs every request at INFO; the client spans already tell that story. So

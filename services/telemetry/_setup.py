@@ -54,6 +54,8 @@ from services.telemetry._logs import (
     service_log_context,
 )
 from services.telemetry._otlp import log_exporter, metric_exporter, span_exporter
+from services.telemetry._pseudonyms import SessionIdSpanProcessor
+from services.telemetry._sampling import EdgeSampler
 
 SERVICE_NAMESPACE = "otel-chat-demo"
 
@@ -215,8 +217,13 @@ def configure_telemetry(
     *,
     log_level: str = "INFO",
     exporters: TelemetryExporters | None = None,
+    edge: bool = False,
 ) -> Telemetry:
     """Build providers for ``service_name``; OTLP unless ``exporters`` are given.
+
+    ``edge``: the service that outside clients call (the gateway). It samples as
+    if a remote parent had no sampled flag (see _sampling.py): a client can
+    continue its trace, never switch its tracing off.
 
     With OTLP exporters the providers also become the process-wide (global)
     ones, so third-party libraries that use the global API report too. With
@@ -251,8 +258,11 @@ def configure_telemetry(
     # (make bench PROFILE=1), for numbers nothing here reads. The processor and
     # exporter counters that prove nothing is lost stay (they get meter_provider).
     tracer_provider = TracerProvider(resource=resource, meter_provider=NoOpMeterProvider())
+    if edge:  # before any tracer exists: each takes the provider's sampler
+        tracer_provider.sampler = EdgeSampler(tracer_provider.sampler)
     logger_provider = LoggerProvider(resource=resource)
     if enabled:
+        tracer_provider.add_span_processor(SessionIdSpanProcessor())
         tracer_provider.add_span_processor(BaggageSpanProcessor(BAGGAGE_SPAN_ATTRIBUTES))
         tracer_provider.add_span_processor(
             SimpleSpanProcessor(exporters.spans)

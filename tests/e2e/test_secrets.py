@@ -10,6 +10,8 @@ from devstack.backends import Backends
 from devstack.native import NativeStack
 from devstack.otlp_json import flatten
 from devstack.processes import wait_until
+from services.gateway.settings import DEMO_API_KEY
+from services.telemetry import session_pseudonym
 from tests.e2e.conftest import SECRET_VALUES, Traffic
 
 
@@ -83,3 +85,33 @@ def test_the_collector_masks_credentials_a_service_might_send(
     assert kept.pop("http.request.method") == "GET"  # everything else is left alone
     assert set(kept.values()) <= {"****"}  # credentials masked by the redaction processor
     assert leaked not in json.dumps(backends.trace(trace_id))
+
+
+def test_no_session_id_in_any_store(backends: Backends, stack: NativeStack) -> None:
+    """Session ids work as credentials: every store holds their pseudonyms only
+    (services/telemetry/_pseudonyms.py), whatever carried them (the history URL, the
+    chat's session.id, log lines)."""
+    gateway = f"http://127.0.0.1:{stack.ports.entry}"
+    with httpx.Client(base_url=gateway, headers={"X-API-Key": DEMO_API_KEY}, timeout=10) as client:
+        started = client.post("/chat", json={"message": f"hello {secrets.token_hex(3)}"})
+        session_id = started.json()["session_id"]
+        turn = client.post("/chat", json={"message": "traces?", "session_id": session_id})
+        history = client.get(f"/chat/{session_id}/history")
+    assert (started.status_code, turn.status_code, history.status_code) == (200, 200, 200)
+    trace_ids = [started.json()["trace_id"], turn.json()["trace_id"], history.headers["x-trace-id"]]
+    pseudonym = session_pseudonym(session_id)
+
+    def stored() -> str | None:
+        dump = json.dumps([backends.trace(trace_id) for trace_id in trace_ids])
+        logs = json.dumps([backends.trace_logs(trace_id) for trace_id in trace_ids])
+        # Every hop of the history read, and chat's log line of the turn.
+        done = dump.count(f"{pseudonym}/history") >= 2 and f"session {pseudonym}" in logs
+        return dump + logs if done else None
+
+    everything = wait_until(stored, timeout=60, what="the session's traces and logs stored")
+    assert session_id not in everything
+    series = backends.get_json(
+        backends.ports.prometheus, "/api/v1/series", **{"match[]": '{__name__=~".+"}'}
+    )
+    assert session_id not in json.dumps(series["data"])
+    assert session_id not in json.dumps(backends.logs("*"))

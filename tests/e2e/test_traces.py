@@ -1,11 +1,16 @@
 """Every request's trace, fetched from Jaeger by the id the gateway returned."""
 
+import uuid
+
+import httpx
 import pytest
 
 from devstack.backends import Backends
+from devstack.native import NativeStack
 from devstack.otlp_json import CLIENT, SERVER, StoredSpan, flatten, missing_parts
 from devstack.processes import wait_until
 from services import registry
+from services.gateway.settings import DEMO_API_KEY
 from tests.e2e.conftest import Traffic
 
 SERVICES = registry.names()
@@ -84,3 +89,21 @@ def test_cache_hits_and_misses_are_visible(
         assert lookup.attributes["cache.hit"] is response["cached"]
         generated = any(s.name == "chat.generate_reply" for s in spans)
         assert generated is not response["cached"]
+
+
+def test_a_request_the_client_marked_unsampled_is_in_the_trace_store(
+    backends: Backends, stack: NativeStack
+) -> None:
+    """The gateway keeps the browser's trace id but not its sampling decision
+    (services/telemetry/_sampling.py): a `-00` traceparent still leaves a trace."""
+    trace_id = uuid.uuid4().hex
+    response = httpx.post(
+        f"http://127.0.0.1:{stack.ports.entry}/chat",
+        json={"message": f"hello {uuid.uuid4().hex[:6]}"},
+        headers={"X-API-Key": DEMO_API_KEY, "traceparent": f"00-{trace_id}-b7ad6b7169203331-00"},
+        timeout=10,
+    )
+    assert response.status_code == 200
+    assert response.json()["trace_id"] == trace_id
+    spans = _complete(backends, trace_id)
+    assert {span.service for span in spans} >= set(SERVICES)

@@ -11,6 +11,8 @@ import pytest
 
 from devstack.native import DEMO_ADMIN_KEY
 from services import registry
+from services.common.deadline import BUDGET_HEADER
+from services.common.models import CLIENT_ID_HEADER
 from services.gateway.settings import DEMO_API_KEY
 from tests.integration.conftest import Stack, chain
 from tests.support.otlp import otlp_receiver
@@ -85,3 +87,34 @@ def test_without_faults_the_budget_is_no_obstacle(budgeted: Stack) -> None:
         timeout=10,
     )
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "sent",
+    ["²".encode(), "٣".encode(), b"1" * 5000, b"-5", b"1e3", b"0x10", b""],
+    ids=["superscript 2", "arabic-indic 3", "5000 digits", "negative", "float", "hex", "empty"],
+)
+def test_a_budget_that_is_no_number_is_a_400_problem(budgeted: Stack, sent: bytes) -> None:
+    """What a caller of an inner hop sends as its budget must be plain ASCII digits
+    (str.isdigit() takes "²", and int() of it failed with a 500 and a traceback)."""
+    response = httpx.post(
+        f"{budgeted.url('chat')}/replies",
+        json={"message": "hello"},
+        headers={CLIENT_ID_HEADER.encode(): b"alice", BUDGET_HEADER.encode(): sent},
+        timeout=10,
+    )
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert BUDGET_HEADER in response.json()["detail"]
+    assert response.headers["x-trace-id"] == response.json()["trace_id"]
+
+
+def test_a_budget_in_plain_digits_is_taken(budgeted: Stack) -> None:
+    response = httpx.post(
+        f"{budgeted.url('chat')}/replies",
+        json={"message": "hello"},
+        headers={CLIENT_ID_HEADER: "alice", BUDGET_HEADER: "1"},  # 1 ms: out of time
+        timeout=10,
+    )
+    assert response.status_code == 504, response.text
+    assert response.json()["detail"].startswith("chat: out of time")

@@ -149,6 +149,48 @@ def test_an_untrusted_traceparent_starts_a_new_trace_linked_to_it(
     ]
 
 
+def test_a_client_cannot_switch_its_tracing_off(stack: Stack, gateway: Gateway) -> None:
+    """A trusted traceparent continues the trace, but its sampled flag (-00) does not
+    decide: the gateway samples on its own, and every hop records the request."""
+    trace_id = uuid.uuid4().hex
+    unsampled = f"00-{trace_id}-b7ad6b7169203331-00"
+    response = _post_chat(gateway.url, f"hello {uuid.uuid4()}", {**ALICE, "traceparent": unsampled})
+    assert response.status_code == 200
+    assert response.json()["trace_id"] == trace_id
+    assert response.headers["traceresponse"].endswith("-01")
+    spans = _trace(stack, trace_id, set(registry.names()))
+    assert {s.service for s in spans} >= set(registry.names())
+
+
+def test_every_field_of_the_configured_propagators_is_untrusted(
+    stack: Stack, redis_url: str, log_dir: Path
+) -> None:
+    """OTEL_PROPAGATORS adds B3: an untrusting gateway drops its headers too (it once
+    dropped traceparent, tracestate and baggage by name only)."""
+    b3_trace_id, b3_span_id = uuid.uuid4().hex, "e457b5a2e4d86bd1"
+    b3 = {"X-B3-TraceId": b3_trace_id, "X-B3-SpanId": b3_span_id, "X-B3-Sampled": "1"}
+    untrusting = edge_gateway(
+        stack,
+        redis_url,
+        log_dir,
+        GATEWAY_TRUST_INCOMING_TRACE_CONTEXT="false",
+        OTEL_PROPAGATORS="tracecontext,baggage,b3multi",
+    )
+    with untrusting as gateway:
+        response = _post_chat(gateway.url, f"hi {uuid.uuid4()}", {**ALICE, **b3})
+    assert response.status_code == 200
+    trace_id = response.json()["trace_id"]
+    assert trace_id != b3_trace_id
+    spans = _trace(stack, trace_id, {"gateway"})
+    server = next(
+        s for s in spans if s.service == "gateway" and s.span.kind == Span.SPAN_KIND_SERVER
+    )
+    assert server.parent_span_id == ""
+    assert [(link.trace_id.hex(), link.span_id.hex()) for link in server.span.links] == [
+        (b3_trace_id, b3_span_id)
+    ]
+
+
 # --- Sessions belong to their client ---------------------------------------------------
 
 

@@ -4,6 +4,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode, format_span_id, format_trace_id
 
+from services.telemetry import session_pseudonym
 from tests.unit.conftest import SERVICES, Chain, attrs
 
 # Who makes the server spans, by the server_instrumentation setting.
@@ -112,8 +113,9 @@ async def test_business_spans_say_what_happened(chain: Chain) -> None:
     assert all(span.status.status_code is not StatusCode.ERROR for _, span in chain.all_spans())
 
     replies = _by_name(chain.spans("chat"), "POST /replies")
-    session_id = first.json()["session_id"]
-    assert all(attrs(span)["session.id"] == session_id for span in replies[:1])
+    # The session's pseudonym: its id is a credential (services/telemetry/_pseudonyms.py).
+    pseudonym = session_pseudonym(first.json()["session_id"])
+    assert all(attrs(span)["session.id"] == pseudonym for span in replies[:1])
 
 
 async def test_baggage_from_the_gateway_labels_downstream_spans(chain: Chain) -> None:
