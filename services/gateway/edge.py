@@ -1,5 +1,10 @@
 """What the gateway, the one service the outside world reaches, takes from a request.
 
+- ``Host``: only one of ``GATEWAY_ALLOWED_HOSTS``, else a 400 problem. A page on
+  another site can make a browser resolve its own name to 127.0.0.1 (DNS
+  rebinding) and then call a gateway published there as its own origin; its
+  requests still name that site in ``Host``. Health probes are exempt: a
+  Kubernetes probe names the pod's IP, and they answer nothing a page could use.
 - ``baggage``: never. A client could otherwise put any ``client.id`` (or
   anything else) onto every span of every service. The header is dropped before
   FastAPI's telemetry reads it; the gateway sets ``client.id`` itself, after
@@ -17,15 +22,18 @@ known its rate-limit quota. The server banner is switched off in uvicorn's setti
 (``deploy/gateway/uvicorn.env``).
 """
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanContext
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.asgi import HttpMiddleware, WatchedSend
+from services.common.problems import problem_response
 
 _BAGGAGE = b"baggage"
 _TRACE_CONTEXT = frozenset({b"traceparent", b"tracestate"})
@@ -71,6 +79,38 @@ class LinkClientContext:
                 client_context, {"link.reason": "client trace context, not trusted"}
             )
         await self.app(scope, receive, send)
+
+
+class AllowedHosts(HttpMiddleware):
+    """Starlette's TrustedHostMiddleware decides; its plain-text 400 becomes a
+    problem like every other error, and ``exempt`` paths pass whatever the host."""
+
+    def __init__(self, app: ASGIApp, hosts: Sequence[str], exempt: frozenset[str]) -> None:
+        super().__init__(app)
+        self.exempt = exempt
+        # Asked with an app that only notes the answer, and a send that drops its
+        # own refusal (no redirect to www.: that would send a caller elsewhere).
+        self.check = TrustedHostMiddleware(_note_allowed, allowed_hosts=hosts, www_redirect=False)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] not in self.exempt:
+            await self.check(scope, receive, _dropped)
+            if not scope.pop(_HOST_ALLOWED, False):
+                detail = "This server does not serve that host (the Host header)."
+                await problem_response(400, "Bad Request", detail)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+_HOST_ALLOWED = "gateway.host_allowed"
+
+
+async def _note_allowed(scope: Scope, receive: Receive, send: Send) -> None:
+    scope[_HOST_ALLOWED] = True
+
+
+async def _dropped(message: Message) -> None:
+    pass
 
 
 # Headers a route asks the edge to add to its response, whatever the response
