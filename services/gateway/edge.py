@@ -9,6 +9,10 @@
   anything else) onto every span of every service. The header is dropped before
   FastAPI's telemetry reads it; the gateway sets ``client.id`` itself, after
   authentication.
+- the client's address: the TCP peer's, unless uvicorn is told to trust a proxy's
+  ``X-Forwarded-For`` (deploy/gateway/uvicorn.env: no proxy by default); it is
+  ``client.address`` on the server span (FastAPI's own telemetry records none) and
+  what the failed-authentication limit counts (rate_limit.py).
 - ``traceparent`` / ``tracestate``: a policy (``GATEWAY_TRUST_INCOMING_TRACE_CONTEXT``).
   Trusted, the client's trace continues (a browser or a load generator starts
   the trace). Untrusted, the headers are dropped too, the gateway starts a new
@@ -63,6 +67,17 @@ class IncomingTraceContext:
                     client = trace.get_current_span(_TRACE_CONTEXT_FORMAT.extract(untrusted))
                     if client.get_span_context().is_valid:
                         scope[_CLIENT_CONTEXT] = client.get_span_context()
+        await self.app(scope, receive, send)
+
+
+class RecordClientAddress(HttpMiddleware):
+    """Inside the server span: ``client.address``, the address uvicorn reports
+    (the peer's, or the one a trusted proxy forwarded)."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client")
+        if client:
+            trace.get_current_span().set_attribute("client.address", client[0])
         await self.app(scope, receive, send)
 
 

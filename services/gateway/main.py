@@ -19,6 +19,7 @@ from services.gateway.edge import (
     AllowedHosts,
     IncomingTraceContext,
     LinkClientContext,
+    RecordClientAddress,
     ResponseHeaders,
 )
 from services.gateway.metrics import CountChatOutcomes, GatewayMetrics
@@ -57,6 +58,7 @@ def create_app(settings: GatewaySettings | None = None, wiring: Wiring = PRODUCT
     trust = settings.trust_incoming_trace_context
     app.add_edge_middleware(lambda inner: IncomingTraceContext(inner, trust_traceparent=trust))
     # Each add_middleware wraps the ones before it: CORS ends up outermost.
+    app.add_middleware(RecordClientAddress)
     app.add_middleware(LinkClientContext)
     app.add_middleware(CountChatOutcomes, counter=app.state.metrics.chat_requests)
     # Outside the chat's own middleware (a request for another host is no chat

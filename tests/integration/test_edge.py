@@ -373,24 +373,140 @@ def test_the_rate_limit_is_shared_by_every_worker(stack: Stack, gateway: Gateway
     assert server.attributes["http.response.status_code"] == 429
 
 
-def test_guessing_keys_turns_into_429_for_that_address_only(gateway: Gateway) -> None:
-    # Another loopback address: the guesser's lockout must not touch other callers.
-    guesser = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=10)
-    with guesser:
+def _from(address: str) -> httpx.Client:
+    """A client whose requests come from ``address`` (any of 127.0.0.0/8 is loopback):
+    the limits of one test's address leave the other tests' alone."""
+    return httpx.Client(transport=httpx.HTTPTransport(local_address=address), timeout=10)
+
+
+def _refusal(response: httpx.Response) -> tuple[object, ...]:
+    """What a client can read of a refusal, less what differs per request."""
+    headers = {k: v for k, v in response.headers.items() if k not in {"date", "x-trace-id"}}
+    headers.pop("traceresponse", None)
+    headers.pop("content-length", None)  # the body's trace id
+    body = {k: v for k, v in response.json().items() if k != "trace_id"}
+    return response.status_code, sorted(headers.items()), body
+
+
+@pytest.fixture
+def own_limits(redis_url: str) -> str:
+    """A Redis database of its own for the rate limits: a test that floods from
+    127.0.0.1 leaves that address's budget to the other tests."""
+    url = redis_url.rsplit("/", 1)[0] + "/9"
+    with Redis.from_url(url) as client:
+        client.flushdb()
+    return url
+
+
+def test_a_flood_of_wrong_keys_is_throttled_and_known_clients_are_still_served(
+    stack: Stack, own_limits: str, log_dir: Path
+) -> None:
+    limits = own_limits
+    with edge_gateway(stack, limits, log_dir, GATEWAY_RATE_LIMIT_PER_MINUTE="600") as gateway:
+        url = gateway.url
+        session = _post_chat(url, f"hello {uuid.uuid4()}", BOB).json()["session_id"]
+
+        def bob() -> int:  # a user of the chat page, from the same address
+            history = f"{url}/chat/{session}/history"
+            return httpx.get(history, headers=BOB, timeout=10).status_code
+
+        def guess(i: int) -> httpx.Response:
+            return _post_chat(url, "hi", {"X-API-Key": f"guess-{i}"})
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            flood = pool.map(guess, range(4 * AUTH_FAILURES))
+            during = [bob() for _ in range(8)]
+            guesses = list(flood)
+        after = [bob() for _ in range(3)]
+        # Now over the budget: a right key of a client not known at this address
+        # is refused exactly like a wrong one, so a guesser learns nothing.
+        alice_unknown_here = _post_chat(url, "hi", ALICE)
+        wrong = guess(-1)
+    assert during + after == [200] * 11
+    statuses = [r.status_code for r in guesses]
+    # (+1: a window boundary crossed mid-test may free one slot.)
+    assert AUTH_FAILURES <= statuses.count(401) <= AUTH_FAILURES + 1
+    assert statuses.count(429) == len(statuses) - statuses.count(401)
+    refused = next(r for r in guesses if r.status_code == 429)
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert "failed authentications" in refused.json()["detail"]
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.headers["ratelimit"].startswith('"auth-failures";r=0;t=')
+    assert _refusal(alice_unknown_here) == _refusal(wrong)
+    assert alice_unknown_here.status_code == 429
+    # The flood is in the log once it used up the budget, with its real address.
+    warnings = [
+        json.loads(line)["message"]
+        for line in gateway.log.read_text().splitlines()
+        if "failed authentications from" in line
+    ]
+    assert warnings and all("from 127.0.0.1 reached" in w for w in warnings), warnings
+
+
+def test_another_address_keeps_its_own_failure_budget(stack: Stack, gateway: Gateway) -> None:
+    with _from("127.0.0.2") as guesser, _from("127.0.0.5") as other:
         statuses = [
             guesser.post(
-                f"{gateway.url}/chat", json={"message": "hi"}, headers={"X-API-Key": f"guess-{i}"}
+                f"{gateway.url}/chat", json={"message": "hi"}, headers={"X-API-Key": f"g-{i}"}
             ).status_code
-            for i in range(AUTH_FAILURES + 3)
+            for i in range(AUTH_FAILURES + 1)
         ]
-        # Locked out: even the right key is refused for now.
-        right_key = guesser.post(f"{gateway.url}/chat", json={"message": "hi"}, headers=BOB)
-    assert statuses[:AUTH_FAILURES] == [401] * AUTH_FAILURES
-    assert set(statuses[AUTH_FAILURES:]) == {429}
-    assert right_key.status_code == 429
-    assert "failed authentications" in right_key.json()["detail"]
-    assert int(right_key.headers["retry-after"]) >= 1
-    assert _post_chat(gateway.url, "hello", BOB).status_code == 200  # from 127.0.0.1
+        elsewhere = other.post(f"{gateway.url}/chat", json={"message": "hi"}, headers={})
+        first_time_here = other.post(f"{gateway.url}/chat", json={"message": "hi"}, headers=BOB)
+    assert statuses == [401] * AUTH_FAILURES + [429]
+    assert elsewhere.status_code == 401
+    assert first_time_here.status_code == 200
+
+
+def _server_span(stack: Stack, response: httpx.Response) -> ReceivedSpan:
+    spans = _trace(stack, response.headers["x-trace-id"], {"gateway"})
+    (server,) = [s for s in spans if s.span.kind == Span.SPAN_KIND_SERVER]
+    return server
+
+
+@pytest.mark.parametrize(
+    ("trusted", "counted_as"),
+    [
+        (None, "127.0.0.1"),  # the stacks' setting: no proxy trusted
+        ("127.0.0.1", "198.51.100.7"),  # the peer is a trusted proxy
+    ],
+    ids=["untrusted peer", "trusted proxy"],
+)
+def test_x_forwarded_for_counts_only_from_a_trusted_proxy(
+    stack: Stack, own_limits: str, log_dir: Path, trusted: str | None, counted_as: str
+) -> None:
+    """From 127.0.0.1, which uvicorn would trust by default: natively and through
+    `kubectl port-forward` every request arrives from there."""
+    settings = {}  # untrusted: deploy/gateway/uvicorn.env as it is
+    if trusted:
+        settings = {"UVICORN_PROXY_HEADERS": "true", "UVICORN_FORWARDED_ALLOW_IPS": trusted}
+    edge = edge_gateway(stack, own_limits, log_dir, **settings)
+    with edge as gateway, _from("127.0.0.1") as client:
+
+        def guess(i: int, forwarded_for: str) -> httpx.Response:
+            headers = {"X-API-Key": f"guess-{i}", "X-Forwarded-For": forwarded_for}
+            return client.post(f"{gateway.url}/chat", json={"message": "hi"}, headers=headers)
+
+        # A new claimed address each time: believed, no budget would ever run out.
+        spoofing = [guess(i, f"203.0.113.{i}") for i in range(AUTH_FAILURES + 1)]
+        # One claimed address throughout: believed, its own budget runs out.
+        claiming = [guess(i, "198.51.100.7") for i in range(AUTH_FAILURES + 1)]
+    spoofed_statuses = [r.status_code for r in spoofing]
+    if trusted:
+        assert spoofed_statuses == [401] * (AUTH_FAILURES + 1)
+        assert [r.status_code for r in claiming][-1] == 429
+    else:
+        assert spoofed_statuses == [401] * AUTH_FAILURES + [429]
+    # The span names the address the limit counted.
+    assert _server_span(stack, claiming[0]).attributes["client.address"] == counted_as
+    assert _server_span(stack, spoofing[0]).attributes["client.address"] == (
+        "203.0.113.0" if trusted else "127.0.0.1"
+    )
+    # And so does the log line of the address whose budget ran out.
+    log = gateway.log.read_text()
+    assert f"failed authentications from {counted_as} reached" in log
+    if not trusted:
+        assert "203.0.113." not in log and "198.51.100.7" not in log
 
 
 def test_without_redis_the_gateway_fails_open_and_says_so(stack: Stack, log_dir: Path) -> None:
