@@ -3,7 +3,10 @@ send (trace context, baggage, bodies, headers), see (only its own sessions) and
 spend (rate limits shared by every worker, key guessing throttled)."""
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -12,12 +15,16 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from threading import Thread
+from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import yaml
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from redis import Redis
 
+from devstack.native import REPO
 from devstack.processes import free_port, wait_until
 from services import registry
 from tests.integration.conftest import FAST_EXPORT, Stack, service_process
@@ -33,10 +40,15 @@ SPOOFED = "client.id=someone-else,spoofed=yes"
 CLIENT_TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
+ADMIN = {"X-Admin-Key": "admin-key-for-edge-tests"}
+ADMIN_FAILURES = 3
+
+
 @dataclass(frozen=True)
 class Gateway:
     url: str
     log: Path
+    admin_url: str  # its admin listener's (a loopback port of its own)
 
 
 def _gateway_env(stack: Stack, redis_url: str, **settings: str) -> dict[str, str]:
@@ -48,6 +60,8 @@ def _gateway_env(stack: Stack, redis_url: str, **settings: str) -> dict[str, str
         "GATEWAY_API_KEYS": json.dumps(KEYS),
         "GATEWAY_RATE_LIMIT_PER_MINUTE": str(PER_MINUTE),
         "GATEWAY_AUTH_FAILURES_PER_MINUTE": str(AUTH_FAILURES),
+        "GATEWAY_ADMIN_KEY": ADMIN["X-Admin-Key"],
+        "GATEWAY_ADMIN_FAILURES_PER_MINUTE": str(ADMIN_FAILURES),
         **settings,
     }
 
@@ -60,8 +74,8 @@ def edge_gateway(
     ``settings`` into its environment."""
     port = free_port()
     env = _gateway_env(stack, redis_url, **settings)
-    with service_process("gateway", port, log_dir, env, args):
-        yield Gateway(f"http://127.0.0.1:{port}", log_dir / f"gateway-{port}.log")
+    with service_process("gateway", port, log_dir, env, args) as process:
+        yield Gateway(process.url, log_dir / f"gateway-{port}.log", process.admin_url)
 
 
 @pytest.fixture(scope="module")
@@ -305,6 +319,94 @@ def test_a_500_keeps_its_headers_and_logs_one_linked_error(
     assert [line["trace_id"] for line in error_lines] == [trace_id]
     assert "Traceback" in error_lines[0]["exception"]
     assert stdout.count("Traceback") == 1  # no second, unlinked one from the server
+
+
+# --- Admin endpoints and hosts --------------------------------------------------------
+
+
+def test_the_admin_endpoints_are_not_on_the_public_port(gateway: Gateway) -> None:
+    plan = {"self": {"error_rate": 1.0, "status": 503}}
+    for method in ("GET", "PUT", "DELETE"):
+        public = httpx.request(
+            method, f"{gateway.url}/admin/faults", json=plan, headers=ADMIN, timeout=10
+        )
+        assert public.status_code == 404, method
+        assert public.headers["content-type"] == "application/problem+json"
+    assert _post_chat(gateway.url, "still up", ALICE).status_code == 200
+    # Each of the two workers has the admin listener, on the same port.
+    assert gateway.log.read_text().count(f"admin endpoints on {gateway.admin_url}/admin") == 2
+    # Bound to 127.0.0.1 itself, not to every address.
+    admin_port = int(gateway.admin_url.rsplit(":", 1)[1])
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.2", admin_port), timeout=5).close()
+
+
+def test_the_admin_listener_refuses_guessers_then_everyone_for_a_minute(
+    stack: Stack, redis_url: str, log_dir: Path
+) -> None:
+    with edge_gateway(stack, redis_url, log_dir) as gateway:  # one process: one count
+        faults = f"{gateway.admin_url}/admin/faults"
+        assert httpx.get(faults, headers=ADMIN, timeout=5).json() == {}
+        wrong = [
+            httpx.put(faults, json={"self": {"error_rate": 1.0}}, headers=h, timeout=5)
+            for h in [{}, *({"X-Admin-Key": f"guess-{i}"} for i in range(ADMIN_FAILURES))]
+        ]
+        right_key = httpx.put(faults, json={"self": {"error_rate": 1.0}}, headers=ADMIN)
+        still_up = _post_chat(gateway.url, "hello", ALICE)
+    assert [r.status_code for r in wrong] == [401] * ADMIN_FAILURES + [429]
+    assert right_key.status_code == 429  # a right guess would look the same
+    assert right_key.headers["content-type"] == "application/problem+json"
+    assert 1 <= int(right_key.headers["retry-after"]) <= 60
+    assert still_up.status_code == 200  # no plan was set
+
+
+def _compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    return loaded
+
+
+def test_only_the_stacks_own_host_names_are_served(gateway: Gateway) -> None:
+    port = gateway.url.rsplit(":", 1)[1]
+    loadgen = urlsplit(_compose()["services"]["loadgen"]["environment"]["LOCUST_HOST"])
+
+    def host(name: str, path: str = "/page-config") -> httpx.Response:
+        return httpx.get(f"{gateway.url}{path}", headers={"Host": name}, timeout=10)
+
+    served = {
+        "make dev, the chat page, kubectl port-forward": [f"127.0.0.1:{port}", f"localhost:{port}"],
+        "IPv6 loopback": [f"[::1]:{port}"],
+        "loadgen in compose": [loadgen.netloc],
+    }
+    for caller, names in served.items():
+        for name in names:
+            assert host(name).status_code == 200, (caller, name)
+    # A Kubernetes probe names the pod's IP: the health paths answer any host.
+    for path in ("/healthz", "/readyz"):
+        assert host("10.244.1.7:8000", path).status_code == 200
+    # A DNS-rebinding page: its requests name its own host.
+    for name in ("evil.example", f"evil.example:{port}", "10.244.1.7:8000", "gateway.evil"):
+        refused = host(name)
+        assert refused.status_code == 400, name
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["detail"] == (
+            "This server does not serve that host (the Host header)."
+        )
+        assert refused.headers["x-content-type-options"] == "nosniff"
+    rebound = httpx.post(
+        f"{gateway.url}/chat", json={"message": "hi"}, headers={**ALICE, "Host": "evil.example"}
+    )
+    assert rebound.status_code == 400
+
+
+def test_the_compose_healthcheck_passes(gateway: Gateway) -> None:
+    """The probe docker-compose.yml runs inside each container, as it is there."""
+    command = _compose()["x-app"]["healthcheck"]["test"]
+    assert command[:3] == ["CMD", "python", "-c"]
+    env = {**os.environ, "PORT": gateway.url.rsplit(":", 1)[1]}
+    probe = subprocess.run(
+        [sys.executable, "-c", command[3]], env=env, capture_output=True, timeout=10, check=False
+    )
+    assert probe.returncode == 0, probe.stderr
 
 
 # --- Rate limits -----------------------------------------------------------------------
