@@ -181,6 +181,10 @@ def _drifted(compose: dict[str, Any], change: str) -> dict[str, Any]:
         services["chat"]["ports"] = ["127.0.0.1:8001:8001"]
     elif change == "a fixed container name":
         services["cache"]["container_name"] = "cache"
+    elif change == "the admin listener on every address":
+        services["chat"]["environment"]["CHAT_ADMIN_HOST"] = "0.0.0.0"  # noqa: S104
+    elif change == "the admin port published":
+        services["gateway"]["ports"].append("127.0.0.1:8100:8100")
     return drifted
 
 
@@ -196,6 +200,8 @@ def _drifted(compose: dict[str, Any], change: str) -> dict[str, Any]:
         ("no admin key", "cache: no CACHE_ADMIN_KEY"),
         ("an internal port published", "chat: publishes ['8001']"),
         ("a fixed container name", "cache: has a container_name"),
+        ("the admin listener on every address", "chat: admin listener on 0.0.0.0"),
+        ("the admin port published", "gateway: publishes or exposes its admin port 8100"),
     ],
 )
 def test_compose_drift_is_reported(compose: dict[str, Any], change: str, reported: str) -> None:
