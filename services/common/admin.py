@@ -27,7 +27,7 @@ minute old, the right key included: there is one rightful caller (whoever runs
 ``make fault``), so refusing all of them costs a minute's wait, where serving the
 right key would tell a guesser which guess was right. The count is kept in the
 process, not in Redis: every caller of a loopback listener is local, so one
-budget for all of them is the right key; the admin API must work while Redis is
+budget for all of them is the right unit; the admin API must work while Redis is
 what is being broken; and chat and cache have no Redis to share. With N workers
 each keeps its own count (N times the budget in all).
 """
@@ -165,7 +165,7 @@ class AdminListener:
             server_header=False,
             http="h11",  # bounded request heads (see deploy/gateway/uvicorn.env)
             ws="none",
-            limit_concurrency=16,
+            limit_concurrency=16,  # its callers: `make fault`, a drill, a test
             timeout_keep_alive=5,
         )
         server = _InnerServer(config)

@@ -30,7 +30,8 @@ class ServiceSettings(BaseSettings):
     # Where the admin endpoints listen (services/common/admin.py): never the
     # service's own port. Loopback, so only the host, container or pod itself
     # reaches them; another address makes them reachable from wherever it is.
-    # No port: the service's admin_port in services/registry.py (0: any free port).
+    # No port: the service's admin_port in services/registry.py (0: any free port,
+    # one per worker: for tests).
     admin_host: IPvAnyAddress = IPv4Address("127.0.0.1")
     admin_port: int | None = Field(default=None, ge=0, le=65535)
     # Wrong admin keys a minute (per process), then 429 until the minute is over.

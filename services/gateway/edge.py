@@ -96,6 +96,10 @@ class LinkClientContext:
         await self.app(scope, receive, send)
 
 
+# Where the host check notes that the host is allowed (the scope of that request).
+_HOST_ALLOWED = "gateway.host_allowed"
+
+
 class AllowedHosts(HttpMiddleware):
     """Starlette's TrustedHostMiddleware decides; its plain-text 400 becomes a
     problem like every other error, and ``exempt`` paths pass whatever the host."""
@@ -115,9 +119,6 @@ class AllowedHosts(HttpMiddleware):
                 await problem_response(400, "Bad Request", detail)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
-
-
-_HOST_ALLOWED = "gateway.host_allowed"
 
 
 async def _note_allowed(scope: Scope, receive: Receive, send: Send) -> None:

@@ -61,8 +61,8 @@ def create_app(settings: GatewaySettings | None = None, wiring: Wiring = PRODUCT
     app.add_middleware(RecordClientAddress)
     app.add_middleware(LinkClientContext)
     app.add_middleware(CountChatOutcomes, counter=app.state.metrics.chat_requests)
-    # Outside the chat's own middleware (a request for another host is no chat
-    # request), inside ResponseHeaders (its 400 is no-store and nosniff too).
+    # Outside the chat's own middleware (a request for another host is not a chat
+    # request to count), inside ResponseHeaders (its 400 is no-store and nosniff too).
     app.add_middleware(AllowedHosts, hosts=settings.allowed_hosts, exempt=HEALTH_PATHS)
     app.add_middleware(ResponseHeaders)
     app.add_middleware(
