@@ -149,8 +149,11 @@ openssl:
 	@scripts/require.sh openssl openssl
 
 # A pattern rule, not .PHONY targets: make skips pattern rules for phony targets.
+# With the service's uvicorn settings, as every stack runs it (deploy/gateway/uvicorn.env:
+# header limits, and no proxy trusted with X-Forwarded-For).
 run-%: install ## Run one service in the foreground on its port: run-gateway, run-chat, ...
 	$(if $(filter $*,$(SERVICES)),,$(error no service '$*': one of $(SERVICES) (services/registry.py)))
+	$(if $(wildcard deploy/$*/uvicorn.env),set -a && . deploy/$*/uvicorn.env && set +a &&) \
 	$(RUN) uvicorn services.$*.main:create_app --factory --port $$($(REGISTRY) port $*)
 
 ##@ Configs and native tools

@@ -326,7 +326,7 @@ def run_bench(
             gateways = {first.name: ports.entry}
             names = {first.name: ""}
             for db, variant in enumerate(others, start=1):
-                variant_ports = replace(ports, services=Ports.free_services())
+                variant_ports = ports.with_free_services()
                 suffix = f"-{variant.name}"
                 components = service_components(
                     variant_ports, {**BENCH_ENV, **_variant_env(variant, db, ports)}

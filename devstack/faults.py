@@ -4,8 +4,10 @@ purpose, in a few named ways, and watch the telemetry tell it.
 Each scenario names the alert that should fire, the dashboard panel that moves
 and the hop whose span turns red (the README's "Break it and watch it" walks
 through each). Faults are set through each service's ``/admin/faults``
-(services/common/faults.py) or by stopping a process, and work against the
-native stack (``make dev``) and the Docker stack (``make up``) alike.
+(services/common/faults.py), on its admin listener (services/common/admin.py:
+a port of its own on 127.0.0.1, never the service's), or by stopping a process,
+and work against the native stack (``make dev``) and the Docker stack
+(``make up``) alike.
 
 A fault plan belongs to one process, so a service that runs several times
 (``CHAT_REPLICAS=3 make dev``, ``docker compose up --scale chat=3``) gets the plan
@@ -101,7 +103,7 @@ class NativeTarget(Target):
     stack: NativeStack
 
     def set_plan(self, service: str, plan: Mapping[str, Any]) -> None:
-        for port in self.stack.ports.of(service):  # every replica
+        for port in self.stack.ports.admin_of(service):  # every replica's admin listener
             request = urllib.request.Request(
                 f"http://127.0.0.1:{port}/admin/faults",
                 data=json.dumps(plan).encode(),
@@ -120,8 +122,10 @@ class NativeTarget(Target):
 
 
 class DockerTarget(Target):
-    """The compose stack: admin calls from inside each container (only the gateway
-    publishes a port), with the admin key that container has.
+    """The compose stack: admin calls from inside each container (the admin
+    listener binds the container's 127.0.0.1, and nothing publishes it), with the
+    admin key and port that container has: its ``<SERVICE>_ADMIN_PORT``, else the
+    service's admin port in services/registry.py, as the service itself reads them.
 
     Every container of the service: ``docker compose exec SERVICE`` runs in one
     container only, the first replica (``--index 1``, its default), so under
@@ -132,12 +136,14 @@ class DockerTarget(Target):
     """
 
     def set_plan(self, service: str, plan: Mapping[str, Any]) -> None:
+        prefix = service.upper()
+        port = f"os.environ.get('{prefix}_ADMIN_PORT', '{registry.by_name(service).admin_port}')"
         call = (
             "import os, urllib.request as u; "
-            "u.urlopen(u.Request('http://127.0.0.1:%s/admin/faults' % os.environ['PORT'], "
+            f"u.urlopen(u.Request('http://127.0.0.1:%s/admin/faults' % {port}, "
             f"data={json.dumps(plan).encode()!r}, method='PUT', headers={{"
             "'Content-Type': 'application/json', "
-            f"'X-Admin-Key': os.environ['{service.upper()}_ADMIN_KEY']}}), timeout=5)"
+            f"'X-Admin-Key': os.environ['{prefix}_ADMIN_KEY']}}), timeout=5)"
         )
         containers = _compose_output("ps", "--quiet", service).split()
         if not containers:

@@ -54,6 +54,10 @@ def _registry_ports() -> dict[str, int]:
     return {service.name: service.port for service in registry.SERVICES}
 
 
+def _registry_admin_ports() -> dict[str, list[int]]:
+    return {service.name: [service.admin_port] for service in registry.SERVICES}
+
+
 def replica_names(service: str, count: int) -> list[str]:
     """The processes of ``service``: its own name when it runs once (as it always
     did), ``chat-1``, ``chat-2``, ... when it runs several times."""
@@ -76,6 +80,9 @@ class Ports:
     services: Mapping[str, int] = field(default_factory=_registry_ports)
     # Service name -> the ports of its other replicas (none: one process each).
     replicas: Mapping[str, list[int]] = field(default_factory=dict)
+    # Service name -> each replica's admin port (services/common/admin.py), in the
+    # order of ``of(service)``; by default each service's own from the registry.
+    admin: Mapping[str, list[int]] = field(default_factory=_registry_admin_ports)
     # Not 6379: leave a Redis the machine may already run alone.
     redis: int = 6380
     otlp_grpc: int = 4317
@@ -105,11 +112,20 @@ class Ports:
         ports = self.of(service)
         return list(zip(replica_names(service, len(ports)), ports, strict=True))
 
+    def admin_of(self, service: str) -> list[int]:
+        """The admin port of every replica of ``service``, the first one's first."""
+        return list(self.admin[service])
+
     def named(self) -> dict[str, int]:
-        """Every port by what listens on it, services (each replica) included."""
-        own = {"services", "replicas"}
-        others = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in own}
-        services = {name: port for s in self.services for name, port in self.processes(s)}
+        """Every port by what listens on it, services (each replica, and its admin
+        listener) included."""
+        others = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _OWN}
+        services: dict[str, int] = {}
+        for service in self.services:
+            for (name, port), admin in zip(
+                self.processes(service), self.admin_of(service), strict=True
+            ):
+                services |= {name: port, f"{name} admin": admin}
         return {**services, **others}
 
     def with_replicas(self, counts: Mapping[str, int], *, free: bool = False) -> "Ports":
@@ -119,6 +135,7 @@ class Ports:
         one process: it is the port clients call, and nothing balances in front of it.
         """
         replicas: dict[str, list[int]] = {}
+        admin = dict(self.admin)
         for service, count in counts.items():
             first = self.services[service]  # KeyError: not a service
             if count < 1:
@@ -126,26 +143,44 @@ class Ports:
             if count > 1 and service == registry.ENTRY.name:
                 raise ValueError(f"{service} runs once: it is the entry point (port {first})")
             replicas[service] = [first + 10 * i for i in range(1, count)]
+            first_admin = self.admin[service][0]
+            admin[service] = [first_admin + 10 * i for i in range(count)]
         if free:  # free ports, none of them one of these ports
             taken = set(self.named().values())
-            spare = iter(p for p in free_ports(len(taken) + sum(counts.values())) if p not in taken)
+            wanted = 2 * sum(counts.values())
+            spare = iter(p for p in free_ports(len(taken) + wanted) if p not in taken)
             replicas = {s: [next(spare) for _ in ports] for s, ports in replicas.items()}
-        return replace(self, replicas={s: p for s, p in replicas.items() if p})
+            admin |= {s: [admin[s][0], *(next(spare) for _ in replicas[s])] for s in counts}
+        return replace(self, replicas={s: p for s, p in replicas.items() if p}, admin=admin)
 
     @classmethod
     def free(cls) -> "Ports":
         """A free port for everything: a test stack beside a running ``make dev``."""
-        own = {"services", "replicas"}
-        names = [f.name for f in fields(cls) if f.name not in own]
-        ports = free_ports(len(names) + len(registry.names()))  # all different
-        services = dict(zip(registry.names(), ports[len(names) :], strict=True))
-        others: dict[str, Any] = dict(zip(names, ports, strict=False))
-        return cls(services=services, **others)
+        names = [f.name for f in fields(cls) if f.name not in _OWN]
+        services = registry.names()
+        ports = iter(free_ports(len(names) + 2 * len(services)))  # all different
+        others: dict[str, Any] = {name: next(ports) for name in names}
+        return cls(
+            services={name: next(ports) for name in services},
+            admin={name: [next(ports)] for name in services},
+            **others,
+        )
 
-    @staticmethod
-    def free_services() -> dict[str, int]:
-        """A free port for every service (a second chain beside the first)."""
-        return dict(zip(registry.names(), free_ports(len(registry.names())), strict=True))
+    def with_free_services(self) -> "Ports":
+        """These ports, but a free port and admin port for every service (one
+        process each): a second chain beside the first."""
+        taken = set(self.named().values())
+        services = registry.names()
+        spare = iter(p for p in free_ports(len(taken) + 2 * len(services)) if p not in taken)
+        return replace(
+            self,
+            services={name: next(spare) for name in services},
+            replicas={},
+            admin={name: [next(spare)] for name in services},
+        )
+
+
+_OWN = {"services", "replicas", "admin"}  # the services' ports, not a component's
 
 
 def replicas_from_environment(environ: Mapping[str, str]) -> dict[str, int]:
@@ -256,21 +291,23 @@ def service_components(ports: Ports, env: Mapping[str, str] | None = None) -> li
         # The chat page links each reply's trace into Jaeger's API (no Grafana here).
         "GATEWAY_TRACE_LINK_TEMPLATE": f"{LOOPBACK}:{ports.jaeger_query}/api/v3/traces/"
         "{trace_id}",
-        # The admin endpoints (faults on purpose, `make fault`): on loopback only.
+        # The admin endpoints (faults on purpose, `make fault`): on a port of their
+        # own (<NAME>_ADMIN_PORT, below), on loopback.
         **{f"{name.upper()}_ADMIN_KEY": DEMO_ADMIN_KEY for name in registry.names()},
         # The keys the Docker stack mounts too: the demo key and the load-test keys.
         "GATEWAY_API_KEYS_FILE": str(REPO / "deploy/gateway/demo-secrets/api-keys.json"),
         **(env or {}),
     }
 
-    def service(name: str, process: str, port: int) -> Component:
+    def service(name: str, process: str, port: int, admin_port: int) -> Component:
         # The entry service serves the chat page at /; every service its API docs.
         entry = name == registry.ENTRY.name
+        admin = {f"{name.upper()}_ADMIN_PORT": str(admin_port)}  # each replica its own
         return Component(
             process,
             uvicorn_command(name, port),
             http_ok(f"{LOOPBACK}:{port}/readyz"),
-            env={**uvicorn_settings(name), **service_env},
+            env={**uvicorn_settings(name), **service_env, **admin},
             url=f"{LOOPBACK}:{port}/" if entry else f"{LOOPBACK}:{port}/docs",
             url_note="the chat page (its traces start in the browser); API docs at /docs"
             if entry
@@ -278,9 +315,11 @@ def service_components(ports: Ports, env: Mapping[str, str] | None = None) -> li
         )
 
     return [
-        service(s.name, process, port)
+        service(s.name, process, port, admin_port)
         for s in registry.start_order()
-        for process, port in ports.processes(s.name)
+        for (process, port), admin_port in zip(
+            ports.processes(s.name), ports.admin_of(s.name), strict=True
+        )
     ]
 
 

@@ -11,9 +11,11 @@ drift:
 - docker-compose.yml: one service per registry entry, built from the Dockerfile
   with SERVICE=<name> and PORT=<port>, running `uvicorn <app> --port <port>`, a
   <NAME>_<DEPENDENCY>_URL pointing at each service (or Redis) it calls, started
-  after the one it depends on is healthy, with its <NAME>_ADMIN_KEY (make fault);
-  no other service built with a SERVICE argument; only the entry service's port
-  published; and every other service scalable (`docker compose up --scale
+  after the one it depends on is healthy, with its <NAME>_ADMIN_KEY (make fault)
+  and its admin listener left on the container's loopback (no <NAME>_ADMIN_HOST
+  elsewhere, its admin port neither published nor exposed); no other service built
+  with a SERVICE argument; only the entry service's port published; and every
+  other service scalable (`docker compose up --scale
   chat=3`): no fixed container_name and no published host port, either of which
   two replicas cannot share.
 - deploy/prometheus/rules/alerts.yml: ServiceDown watches exactly the registry's
@@ -80,6 +82,14 @@ def _service_problems(entry: registry.Service, service: dict[str, Any]) -> list[
     admin_key = f"{entry.name.upper()}_ADMIN_KEY"  # its /admin/faults (`make fault`)
     if admin_key not in environment:
         problems.append(f"no {admin_key} (make fault cannot reach it)")
+    admin_host = str(environment.get(f"{entry.name.upper()}_ADMIN_HOST", "127.0.0.1"))
+    if admin_host not in {"127.0.0.1", "::1"}:
+        problems.append(f"admin listener on {admin_host}: other containers would reach it")
+    exposed = [
+        str(port) for port in [*(service.get("ports") or []), *(service.get("expose") or [])]
+    ]
+    if any(port.rsplit(":", 1)[-1] == str(entry.admin_port) for port in exposed):
+        problems.append(f"publishes or exposes its admin port {entry.admin_port}")
     depends_on = service.get("depends_on") or {}
     condition = (depends_on.get(entry.calls) or {}).get("condition")
     if condition != "service_healthy":

@@ -29,6 +29,9 @@ class Service:
     name: str
     # Its port, in both stacks (the native one binds 127.0.0.1, compose the container).
     port: int
+    # Its admin endpoints' port (services/common/admin.py): on 127.0.0.1 only, in
+    # both stacks, never published or routed (``<NAME>_ADMIN_PORT`` overrides it).
+    admin_port: int
     # What it depends on: the next service, or REDIS.
     calls: str
     # What else it calls, without needing it to serve (REDIS or a service).
@@ -56,9 +59,9 @@ class Service:
 
 
 SERVICES = (
-    Service("gateway", 8000, calls="chat", uses=(REDIS,)),  # rate limits in Redis
-    Service("chat", 8001, calls="cache"),
-    Service("cache", 8002, calls=REDIS),
+    Service("gateway", 8000, 8100, calls="chat", uses=(REDIS,)),  # rate limits in Redis
+    Service("chat", 8001, 8101, calls="cache"),
+    Service("cache", 8002, 8102, calls=REDIS),
 )
 ENTRY = SERVICES[0]  # the public API: the only service clients call
 
@@ -98,7 +101,7 @@ def problems() -> list[str]:
     found = []
     if len(set(names())) != len(SERVICES):
         found.append(f"a name is used twice: {names()}")
-    ports = [service.port for service in SERVICES]
+    ports = [port for service in SERVICES for port in (service.port, service.admin_port)]
     if len(set(ports)) != len(ports):
         found.append(f"a port is used twice: {ports}")
     # A chain: each service calls the next one, the last calls Redis.

@@ -6,6 +6,8 @@ It wires what all three services have in common, so a service's own
 - telemetry (providers built per process, flushed at shutdown),
 - problem+json error handlers, and a 500 that still carries every header,
 - ``/healthz`` (liveness, no I/O) and ``/readyz`` (the one dependency),
+- the admin endpoints on a listener of their own, when an admin key is set
+  (services/common/admin.py): never on the service's port,
 - Swagger UI at ``/docs`` from the package's own files (services/common/web.py),
 - no span at all for probes, docs and what a service declares untraced,
 - the trace id of every request in the ``traceresponse`` and ``X-Trace-Id``
@@ -44,9 +46,10 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.common.admin import AdminListener, admin_app
 from services.common.asgi import HttpMiddleware, WatchedSend
 from services.common.deadline import DeadlineMiddleware
-from services.common.faults import Faults, SelfFaultMiddleware, admin_router
+from services.common.faults import Faults, SelfFaultMiddleware
 from services.common.problems import (
     ProblemError,
     install_problem_handlers,
@@ -55,6 +58,7 @@ from services.common.problems import (
 )
 from services.common.settings import ServiceSettings
 from services.common.web import DOCS_PATHS, DOCS_PREFIXES, mount_docs
+from services.registry import by_name
 from services.telemetry import Telemetry, TelemetryExporters, configure_telemetry
 
 _log = logging.getLogger(__name__)
@@ -158,6 +162,12 @@ def create_service_app(
     telemetry = configure_telemetry(
         name, log_level=settings.log_level, exporters=wiring.exporters, edge=spec.edge
     )
+    faults = Faults(settings.faults, telemetry.tracer)
+    if settings.admin_key is not None:
+        resources = [
+            *resources,
+            _admin_listener(name, settings, settings.admin_key, faults, telemetry),
+        ]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -192,7 +202,7 @@ def create_service_app(
     app.state.settings = settings
     app.state.telemetry = telemetry
     app.state.metrics = spec.metrics(telemetry.meter)
-    app.state.faults = Faults(settings.faults, telemetry.tracer)
+    app.state.faults = faults
     install_problem_handlers(app)
     # add_middleware puts each new one outside the ones before it.
     app.add_middleware(SelfFaultMiddleware, faults=app.state.faults, exempt=HEALTH_PATHS)
@@ -211,10 +221,25 @@ def create_service_app(
     app.add_middleware(ServiceLogContext, telemetry=telemetry)
     app.add_middleware(TraceResponseMiddleware)
     app.include_router(_health_router(dependency))
-    app.include_router(admin_router(settings.admin_key))
     mount_docs(app)
     app.include_router(spec.router)
     return app
+
+
+def _admin_listener(
+    name: str, settings: ServiceSettings, admin_key: str, faults: Faults, telemetry: Telemetry
+) -> AdminListener:
+    """The admin endpoints of this process, on the admin host and port (by default
+    loopback and the service's admin_port in services/registry.py)."""
+    app = admin_app(
+        name,
+        faults,
+        telemetry,
+        admin_key=admin_key,
+        failures_per_minute=settings.admin_failures_per_minute,
+    )
+    port = by_name(name).admin_port if settings.admin_port is None else settings.admin_port
+    return AdminListener(app, settings.admin_host, port)
 
 
 def _health_router(dependency: Dependency) -> APIRouter:

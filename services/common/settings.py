@@ -1,8 +1,9 @@
 """Settings shared by every service; each service subclasses with its env prefix."""
 
+from ipaddress import IPv4Address
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, HttpUrl, PositiveFloat
+from pydantic import BeforeValidator, Field, HttpUrl, IPvAnyAddress, PositiveFloat, PositiveInt
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.common.faults import FaultPlan
@@ -26,6 +27,15 @@ class ServiceSettings(BaseSettings):
     # /admin/faults with this key (no key: no admin endpoints).
     faults: FaultPlan = {}
     admin_key: str | None = Field(default=None, repr=False)
+    # Where the admin endpoints listen (services/common/admin.py): never the
+    # service's own port. Loopback, so only the host, container or pod itself
+    # reaches them; another address makes them reachable from wherever it is.
+    # No port: the service's admin_port in services/registry.py (0: any free port,
+    # one per worker: for tests).
+    admin_host: IPvAnyAddress = IPv4Address("127.0.0.1")
+    admin_port: int | None = Field(default=None, ge=0, le=65535)
+    # Wrong admin keys a minute (per process), then 429 until the minute is over.
+    admin_failures_per_minute: PositiveInt = 10
     # Server spans and http.server.* metrics: FastAPI's own OpenTelemetry support, or
     # opentelemetry-instrumentation-fastapi (kept to compare: see the README's Benchmark).
     server_instrumentation: Literal["fastapi", "contrib"] = "fastapi"

@@ -1,8 +1,17 @@
 """What the gateway, the one service the outside world reaches, takes from a request.
 
+- ``Host``: only one of ``GATEWAY_ALLOWED_HOSTS``, else a 400 problem. A page on
+  another site can make a browser resolve its own name to 127.0.0.1 (DNS
+  rebinding) and then call a gateway published there as its own origin; its
+  requests still name that site in ``Host``. Health probes are exempt: a
+  Kubernetes probe names the pod's IP, and they answer nothing a page could use.
 - baggage: never. A client could otherwise put any ``client.id`` (or anything
   else) onto every span of every service. Its headers are dropped before FastAPI's
   telemetry reads them; the gateway sets ``client.id`` itself, after authentication.
+- the client's address: the TCP peer's, unless uvicorn is told to trust a proxy's
+  ``X-Forwarded-For`` (deploy/gateway/uvicorn.env: no proxy by default); it is
+  ``client.address`` on the server span (FastAPI's own telemetry records none) and
+  what the failed-authentication limit counts (rate_limit.py).
 - trace context (``traceparent`` / ``tracestate``, or whatever else the configured
   propagators read, ``OTEL_PROPAGATORS``): a policy
   (``GATEWAY_TRUST_INCOMING_TRACE_CONTEXT``). Trusted, the client's trace continues
@@ -10,9 +19,9 @@
   decision (services/telemetry/_sampling.py). Untrusted, those headers are dropped
   too, the gateway starts a new trace, and its server span links to the client's
   context: the OpenTelemetry specification's pattern for public endpoints.
-
-Which headers those are is asked of the propagators themselves (their ``fields``),
-so a propagator added by configuration cannot open a way around the policy.
+  Which headers those are is asked of the propagators themselves (their
+  ``fields``), so a propagator added by configuration cannot open a way around
+  the policy.
 
 And what every response carries: ``nosniff`` and ``no-store`` (API responses
 are per caller and never to be cached or sniffed; the chat page and its files set
@@ -21,15 +30,18 @@ known its rate-limit quota. The server banner is switched off in uvicorn's setti
 (``deploy/gateway/uvicorn.env``).
 """
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from opentelemetry import propagate, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.trace import SpanContext
 from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.asgi import HttpMiddleware, WatchedSend
+from services.common.problems import problem_response
 
 # Baggage the propagators read by header prefix rather than by name (Jaeger's and
 # OpenTracing's), so not among their ``fields``.
@@ -68,6 +80,17 @@ class IncomingTraceContext:
         await self.app(scope, receive, send)
 
 
+class RecordClientAddress(HttpMiddleware):
+    """Inside the server span: ``client.address``, the address uvicorn reports
+    (the peer's, or the one a trusted proxy forwarded)."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client")
+        if client:
+            trace.get_current_span().set_attribute("client.address", client[0])
+        await self.app(scope, receive, send)
+
+
 class LinkClientContext:
     """Inside the server span: link it to the untrusted client context, if any."""
 
@@ -81,6 +104,39 @@ class LinkClientContext:
                 client_context, {"link.reason": "client trace context, not trusted"}
             )
         await self.app(scope, receive, send)
+
+
+# Where the host check notes that the host is allowed (the scope of that request).
+_HOST_ALLOWED = "gateway.host_allowed"
+
+
+class AllowedHosts(HttpMiddleware):
+    """Starlette's TrustedHostMiddleware decides; its plain-text 400 becomes a
+    problem like every other error, and ``exempt`` paths pass whatever the host."""
+
+    def __init__(self, app: ASGIApp, hosts: Sequence[str], exempt: frozenset[str]) -> None:
+        super().__init__(app)
+        self.exempt = exempt
+        # Asked with an app that only notes the answer, and a send that drops its
+        # own refusal (no redirect to www.: that would send a caller elsewhere).
+        self.check = TrustedHostMiddleware(_note_allowed, allowed_hosts=hosts, www_redirect=False)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] not in self.exempt:
+            await self.check(scope, receive, _dropped)
+            if not scope.pop(_HOST_ALLOWED, False):
+                detail = "This server does not serve that host (the Host header)."
+                await problem_response(400, "Bad Request", detail)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _note_allowed(scope: Scope, receive: Receive, send: Send) -> None:
+    scope[_HOST_ALLOWED] = True
+
+
+async def _dropped(message: Message) -> None:
+    pass
 
 
 # Headers a route asks the edge to add to its response, whatever the response

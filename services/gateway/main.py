@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from fastapi.middleware.cors import CORSMiddleware
 
 from services.common.app import (
+    HEALTH_PATHS,
     PRODUCTION,
     TRACE_ID_HEADER,
     ServiceApp,
@@ -14,7 +15,13 @@ from services.common.app import (
 )
 from services.common.http_client import Downstream
 from services.gateway import otlp, page, routes
-from services.gateway.edge import IncomingTraceContext, LinkClientContext, ResponseHeaders
+from services.gateway.edge import (
+    AllowedHosts,
+    IncomingTraceContext,
+    LinkClientContext,
+    RecordClientAddress,
+    ResponseHeaders,
+)
 from services.gateway.metrics import CountChatOutcomes, GatewayMetrics
 from services.gateway.rate_limit import RateLimitStore
 from services.gateway.security import API_KEY_HEADER
@@ -52,8 +59,12 @@ def create_app(settings: GatewaySettings | None = None, wiring: Wiring = PRODUCT
     trust = settings.trust_incoming_trace_context
     app.add_edge_middleware(lambda inner: IncomingTraceContext(inner, trust_traceparent=trust))
     # Each add_middleware wraps the ones before it: CORS ends up outermost.
+    app.add_middleware(RecordClientAddress)
     app.add_middleware(LinkClientContext)
     app.add_middleware(CountChatOutcomes, counter=app.state.metrics.chat_requests)
+    # Outside the chat's own middleware (a request for another host is not a chat
+    # request to count), inside ResponseHeaders (its 400 is no-store and nosniff too).
+    app.add_middleware(AllowedHosts, hosts=settings.allowed_hosts, exempt=HEALTH_PATHS)
     app.add_middleware(ResponseHeaders)
     app.add_middleware(
         CORSMiddleware,

@@ -54,20 +54,21 @@ def authenticated(limit: str = PER_CLIENT) -> Callable[..., Awaitable[str]]:
 
 
 async def authenticate(request: Request, api_key: str | None, limit: str = PER_CLIENT) -> str:
-    """The caller's client id. 401 without a known key; 429 over the rate limit,
-    or from an address with too many failed authentications."""
+    """The caller's client id. 401 without a known key; 429 over the client's rate
+    limit, and from an address over its failed-authentication budget for any key
+    but one of a client known there (rate_limit.py says why)."""
     settings: GatewaySettings = request.app.state.settings
     rate_limits: RateLimits = request.app.state.rate_limits
-    address = request.client.host if request.client else "unknown"
-    await rate_limits.refuse_if_guessing(address)
+    # The TCP peer (a proxy's X-Forwarded-For only if uvicorn trusts that proxy).
+    host = request.client.host if request.client else None
     try:
         client_id = client_for_key(api_key, settings.api_keys)
     except ProblemError:
-        await rate_limits.count_failure(address)
+        await rate_limits.count_failure(host)  # 429 instead, past the budget
         raise
-    # Before the rate limit: a throttled request's span names who was throttled.
+    # Before the rate limits: a throttled request's span names who was throttled.
     trace.get_current_span().set_attribute("client.id", client_id)
-    quota = await rate_limits.take(client_id, limit)
+    quota = await rate_limits.admit(client_id, host, limit)
     if quota is not None:  # on every response from here on, errors included
         setattr(request.state, RESPONSE_HEADERS_STATE, quota.headers())
     return client_id

@@ -59,8 +59,20 @@ class GatewaySettings(DownstreamSettings):
     # (fail open) rather than wait for it.
     redis_timeout_seconds: PositiveFloat = 0.25
     rate_limit_per_minute: PositiveInt = 600
-    # Failed authentications per client address, before 429s (key guessing).
+    # Failed authentications per client address (an IPv4 address, an IPv6 /64),
+    # before its wrong keys get 429s; meanwhile only clients known at that address
+    # (authenticated there, within the budget, in the last known_client_seconds)
+    # are served. See rate_limit.py.
     auth_failures_per_minute: PositiveInt = 20
+    known_client_seconds: PositiveInt = 3600
+
+    # The Host header a request may carry (Starlette's TrustedHostMiddleware, as
+    # problem+json): a DNS-rebinding page sends its own host name, so it cannot
+    # reach a gateway published on loopback. Health probes are exempt (Kubernetes
+    # sends the pod's IP). Add the public host name behind a reverse proxy.
+    allowed_hosts: list[str] = Field(
+        default=["localhost", "127.0.0.1", "[::1]", "gateway"], min_length=1
+    )
 
     cors_allow_origins: list[str] = ["http://localhost:3000"]
 
@@ -89,6 +101,17 @@ class GatewaySettings(DownstreamSettings):
         if bad:
             raise ValueError(f"client ids must match {CLIENT_ID.pattern}: {bad}")
         return api_keys
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_patterns(cls, hosts: list[str]) -> list[str]:
+        # Starlette's own rule, checked here so a bad pattern fails at start
+        # with the setting's name (its assert would fail on the first request).
+        for host in hosts:
+            wildcard = host.startswith("*.") and "*" not in host[1:]
+            if "*" in host and host != "*" and not wildcard:
+                raise ValueError(f"{host!r}: a wildcard only as '*.example.com'")
+        return hosts
 
     @field_validator("trace_link_template")
     @classmethod

@@ -133,7 +133,7 @@ def test_a_reload_shows_the_conversation_again(visit: Visit) -> None:
 @contextmanager
 def cache_unreachable_from_chat(stack: NativeStack) -> Iterator[None]:
     """Every call of the chat service to the cache fails (a fault, for the block)."""
-    faults = f"http://127.0.0.1:{stack.ports.services['chat']}/admin/faults"
+    faults = f"http://127.0.0.1:{stack.ports.admin_of('chat')[0]}/admin/faults"
     headers = {"X-Admin-Key": DEMO_ADMIN_KEY}
     httpx.put(faults, json={"cache": {"error_rate": 1.0}}, headers=headers).raise_for_status()
     try:

@@ -122,7 +122,8 @@ def test_faults_and_stops_reach_every_replica(scaled: NativeStack, trace_ids: li
     target = faults.NativeTarget(scaled)
 
     def plans(service: str) -> list[object]:
-        urls = [f"http://127.0.0.1:{port}/admin/faults" for port in scaled.ports.of(service)]
+        ports = scaled.ports.admin_of(service)
+        urls = [f"http://127.0.0.1:{port}/admin/faults" for port in ports]
         headers = {"X-Admin-Key": DEMO_ADMIN_KEY}
         return [httpx.get(url, headers=headers).json() for url in urls]
 

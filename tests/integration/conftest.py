@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from devstack.native import uvicorn_command, uvicorn_settings
-from devstack.processes import free_ports, http_ok
+from devstack.processes import free_port, free_ports, http_ok
 from services import registry
 from tests.support.otlp import OtlpReceiver, otlp_receiver
 from tests.support.processes import running
@@ -26,9 +26,20 @@ class Stack:
     receiver: OtlpReceiver
     ports: dict[str, int]  # each service's (first replica's) port
     replicas: dict[str, list[int]] = field(default_factory=dict)  # every replica's
+    admin: dict[str, list[int]] = field(default_factory=dict)  # every replica's admin port
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
+
+    def admin_url(self, service: str) -> str:
+        """Where the (first replica of the) service's admin endpoints are."""
+        return f"http://127.0.0.1:{self.admin[service][0]}"
+
+
+@dataclass(frozen=True)
+class ServiceProcess:
+    url: str
+    admin_url: str  # its admin listener's, if it has an admin key
 
 
 @contextmanager
@@ -38,12 +49,17 @@ def service_process(
     log_dir: Path,
     env: dict[str, str],
     extra_args: tuple[str, ...] = (),
-) -> Iterator[None]:
+    *,
+    admin_port: int | None = None,
+) -> Iterator[ServiceProcess]:
+    """``service`` on ``port``, its admin listener (with an admin key in ``env``) on
+    ``admin_port`` or a free port: never the registry's, which ``make dev`` uses."""
+    admin_port = admin_port or free_port()
     command = [*uvicorn_command(service, port), *extra_args]
     ready = http_ok(f"http://127.0.0.1:{port}/readyz")
-    env = {**uvicorn_settings(service), **env}
+    env = {**uvicorn_settings(service), f"{service.upper()}_ADMIN_PORT": str(admin_port), **env}
     with running(f"{service}-{port}", command, ready=ready, log_dir=log_dir, env=env):
-        yield
+        yield ServiceProcess(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}")
 
 
 @contextmanager
@@ -60,8 +76,9 @@ def chain(
     (``replicas[service]`` processes of it, each on its own), callees first,
     exporting to ``receiver``; ``env`` adds to or overrides their environment."""
     counts = [(service, (replicas or {}).get(service, 1)) for service in registry.names()]
-    spare = iter(free_ports(sum(count for _, count in counts)))
+    spare = iter(free_ports(2 * sum(count for _, count in counts)))  # a port and an admin port
     every = {service: [next(spare) for _ in range(count)] for service, count in counts}
+    admin = {service: [next(spare) for _ in range(count)] for service, count in counts}
     ports = {service: replica_ports[0] for service, replica_ports in every.items()}
     # A caller takes its callee's replicas in turn (services/common/balancing.py).
     urls = {s: ",".join(f"http://127.0.0.1:{p}" for p in ps) for s, ps in every.items()}
@@ -79,9 +96,11 @@ def chain(
         for service in registry.start_order():
             name = service.name
             extra = ("--workers", str(workers[name])) if name in workers else ()
-            for port in every[name]:
-                processes.enter_context(service_process(name, port, log_dir, service_env, extra))
-        yield Stack(receiver=receiver, ports=ports, replicas=every)
+            for port, admin_port in zip(every[name], admin[name], strict=True):
+                processes.enter_context(
+                    service_process(name, port, log_dir, service_env, extra, admin_port=admin_port)
+                )
+        yield Stack(receiver=receiver, ports=ports, replicas=every, admin=admin)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """The gateway's time budget holds whatever hangs below it (real processes; the
-hangs are faults set through each service's /admin/faults)."""
+hangs are faults set through each service's admin listener, /admin/faults)."""
 
 import time
 import uuid
@@ -44,7 +44,7 @@ def no_faults_after(budgeted: Stack) -> Iterator[None]:
     yield
     for service in registry.names():
         httpx.delete(
-            f"{budgeted.url(service)}/admin/faults", headers={"X-Admin-Key": DEMO_ADMIN_KEY}
+            f"{budgeted.admin_url(service)}/admin/faults", headers={"X-Admin-Key": DEMO_ADMIN_KEY}
         )
 
 
@@ -62,7 +62,9 @@ def test_whatever_hangs_the_answer_comes_within_the_budget(
     budgeted: Stack, service: str, plan: dict[str, object], detail: str
 ) -> None:
     set_fault = httpx.put(
-        f"{budgeted.url(service)}/admin/faults", json=plan, headers={"X-Admin-Key": DEMO_ADMIN_KEY}
+        f"{budgeted.admin_url(service)}/admin/faults",
+        json=plan,
+        headers={"X-Admin-Key": DEMO_ADMIN_KEY},
     )
     assert set_fault.status_code == 200
     started = time.monotonic()

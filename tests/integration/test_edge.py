@@ -3,7 +3,10 @@ send (trace context, baggage, bodies, headers), see (only its own sessions) and
 spend (rate limits shared by every worker, key guessing throttled)."""
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -12,12 +15,16 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from threading import Thread
+from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import yaml
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from redis import Redis
 
+from devstack.native import REPO
 from devstack.processes import free_port, wait_until
 from services import registry
 from tests.integration.conftest import FAST_EXPORT, Stack, service_process
@@ -33,10 +40,15 @@ SPOOFED = "client.id=someone-else,spoofed=yes"
 CLIENT_TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
+ADMIN = {"X-Admin-Key": "admin-key-for-edge-tests"}
+ADMIN_FAILURES = 3
+
+
 @dataclass(frozen=True)
 class Gateway:
     url: str
     log: Path
+    admin_url: str  # its admin listener's (a loopback port of its own)
 
 
 def _gateway_env(stack: Stack, redis_url: str, **settings: str) -> dict[str, str]:
@@ -48,6 +60,8 @@ def _gateway_env(stack: Stack, redis_url: str, **settings: str) -> dict[str, str
         "GATEWAY_API_KEYS": json.dumps(KEYS),
         "GATEWAY_RATE_LIMIT_PER_MINUTE": str(PER_MINUTE),
         "GATEWAY_AUTH_FAILURES_PER_MINUTE": str(AUTH_FAILURES),
+        "GATEWAY_ADMIN_KEY": ADMIN["X-Admin-Key"],
+        "GATEWAY_ADMIN_FAILURES_PER_MINUTE": str(ADMIN_FAILURES),
         **settings,
     }
 
@@ -60,8 +74,8 @@ def edge_gateway(
     ``settings`` into its environment."""
     port = free_port()
     env = _gateway_env(stack, redis_url, **settings)
-    with service_process("gateway", port, log_dir, env, args):
-        yield Gateway(f"http://127.0.0.1:{port}", log_dir / f"gateway-{port}.log")
+    with service_process("gateway", port, log_dir, env, args) as process:
+        yield Gateway(process.url, log_dir / f"gateway-{port}.log", process.admin_url)
 
 
 @pytest.fixture(scope="module")
@@ -349,6 +363,94 @@ def test_a_500_keeps_its_headers_and_logs_one_linked_error(
     assert stdout.count("Traceback") == 1  # no second, unlinked one from the server
 
 
+# --- Admin endpoints and hosts --------------------------------------------------------
+
+
+def test_the_admin_endpoints_are_not_on_the_public_port(gateway: Gateway) -> None:
+    plan = {"self": {"error_rate": 1.0, "status": 503}}
+    for method in ("GET", "PUT", "DELETE"):
+        public = httpx.request(
+            method, f"{gateway.url}/admin/faults", json=plan, headers=ADMIN, timeout=10
+        )
+        assert public.status_code == 404, method
+        assert public.headers["content-type"] == "application/problem+json"
+    assert _post_chat(gateway.url, "still up", ALICE).status_code == 200
+    # Each of the two workers has the admin listener, on the same port.
+    assert gateway.log.read_text().count(f"admin endpoints on {gateway.admin_url}/admin") == 2
+    # Bound to 127.0.0.1 itself, not to every address.
+    admin_port = int(gateway.admin_url.rsplit(":", 1)[1])
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.2", admin_port), timeout=5).close()
+
+
+def test_the_admin_listener_refuses_guessers_then_everyone_for_a_minute(
+    stack: Stack, redis_url: str, log_dir: Path
+) -> None:
+    with edge_gateway(stack, redis_url, log_dir) as gateway:  # one process: one count
+        faults = f"{gateway.admin_url}/admin/faults"
+        assert httpx.get(faults, headers=ADMIN, timeout=5).json() == {}
+        wrong = [
+            httpx.put(faults, json={"self": {"error_rate": 1.0}}, headers=h, timeout=5)
+            for h in [{}, *({"X-Admin-Key": f"guess-{i}"} for i in range(ADMIN_FAILURES))]
+        ]
+        right_key = httpx.put(faults, json={"self": {"error_rate": 1.0}}, headers=ADMIN)
+        still_up = _post_chat(gateway.url, "hello", ALICE)
+    assert [r.status_code for r in wrong] == [401] * ADMIN_FAILURES + [429]
+    assert right_key.status_code == 429  # a right guess would look the same
+    assert right_key.headers["content-type"] == "application/problem+json"
+    assert 1 <= int(right_key.headers["retry-after"]) <= 60
+    assert still_up.status_code == 200  # no plan was set
+
+
+def _compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    return loaded
+
+
+def test_only_the_stacks_own_host_names_are_served(gateway: Gateway) -> None:
+    port = gateway.url.rsplit(":", 1)[1]
+    loadgen = urlsplit(_compose()["services"]["loadgen"]["environment"]["LOCUST_HOST"])
+
+    def host(name: str, path: str = "/page-config") -> httpx.Response:
+        return httpx.get(f"{gateway.url}{path}", headers={"Host": name}, timeout=10)
+
+    served = {
+        "make dev, the chat page, kubectl port-forward": [f"127.0.0.1:{port}", f"localhost:{port}"],
+        "IPv6 loopback": [f"[::1]:{port}"],
+        "loadgen in compose": [loadgen.netloc],
+    }
+    for caller, names in served.items():
+        for name in names:
+            assert host(name).status_code == 200, (caller, name)
+    # A Kubernetes probe names the pod's IP: the health paths answer any host.
+    for path in ("/healthz", "/readyz"):
+        assert host("10.244.1.7:8000", path).status_code == 200
+    # A DNS-rebinding page: its requests name its own host.
+    for name in ("evil.example", f"evil.example:{port}", "10.244.1.7:8000", "gateway.evil"):
+        refused = host(name)
+        assert refused.status_code == 400, name
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["detail"] == (
+            "This server does not serve that host (the Host header)."
+        )
+        assert refused.headers["x-content-type-options"] == "nosniff"
+    rebound = httpx.post(
+        f"{gateway.url}/chat", json={"message": "hi"}, headers={**ALICE, "Host": "evil.example"}
+    )
+    assert rebound.status_code == 400
+
+
+def test_the_compose_healthcheck_passes(gateway: Gateway) -> None:
+    """The probe docker-compose.yml runs inside each container, as it is there."""
+    command = _compose()["x-app"]["healthcheck"]["test"]
+    assert command[:3] == ["CMD", "python", "-c"]
+    env = {**os.environ, "PORT": gateway.url.rsplit(":", 1)[1]}
+    probe = subprocess.run(
+        [sys.executable, "-c", command[3]], env=env, capture_output=True, timeout=10, check=False
+    )
+    assert probe.returncode == 0, probe.stderr
+
+
 # --- Rate limits -----------------------------------------------------------------------
 
 
@@ -415,24 +517,140 @@ def test_the_rate_limit_is_shared_by_every_worker(stack: Stack, gateway: Gateway
     assert server.attributes["http.response.status_code"] == 429
 
 
-def test_guessing_keys_turns_into_429_for_that_address_only(gateway: Gateway) -> None:
-    # Another loopback address: the guesser's lockout must not touch other callers.
-    guesser = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=10)
-    with guesser:
+def _from(address: str) -> httpx.Client:
+    """A client whose requests come from ``address`` (any of 127.0.0.0/8 is loopback):
+    the limits of one test's address leave the other tests' alone."""
+    return httpx.Client(transport=httpx.HTTPTransport(local_address=address), timeout=10)
+
+
+def _refusal(response: httpx.Response) -> tuple[object, ...]:
+    """What a client can read of a refusal, less what differs per request."""
+    headers = {k: v for k, v in response.headers.items() if k not in {"date", "x-trace-id"}}
+    headers.pop("traceresponse", None)
+    headers.pop("content-length", None)  # the body's trace id
+    body = {k: v for k, v in response.json().items() if k != "trace_id"}
+    return response.status_code, sorted(headers.items()), body
+
+
+@pytest.fixture
+def own_limits(redis_url: str) -> str:
+    """A Redis database of its own for the rate limits: a test that floods from
+    127.0.0.1 leaves that address's budget to the other tests."""
+    url = redis_url.rsplit("/", 1)[0] + "/9"
+    with Redis.from_url(url) as client:
+        client.flushdb()
+    return url
+
+
+def test_a_flood_of_wrong_keys_is_throttled_and_known_clients_are_still_served(
+    stack: Stack, own_limits: str, log_dir: Path
+) -> None:
+    limits = own_limits
+    with edge_gateway(stack, limits, log_dir, GATEWAY_RATE_LIMIT_PER_MINUTE="600") as gateway:
+        url = gateway.url
+        session = _post_chat(url, f"hello {uuid.uuid4()}", BOB).json()["session_id"]
+
+        def bob() -> int:  # a user of the chat page, from the same address
+            history = f"{url}/chat/{session}/history"
+            return httpx.get(history, headers=BOB, timeout=10).status_code
+
+        def guess(i: int) -> httpx.Response:
+            return _post_chat(url, "hi", {"X-API-Key": f"guess-{i}"})
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            flood = pool.map(guess, range(4 * AUTH_FAILURES))
+            during = [bob() for _ in range(8)]
+            guesses = list(flood)
+        after = [bob() for _ in range(3)]
+        # Now over the budget: a right key of a client not known at this address
+        # is refused exactly like a wrong one, so a guesser learns nothing.
+        alice_unknown_here = _post_chat(url, "hi", ALICE)
+        wrong = guess(-1)
+    assert during + after == [200] * 11
+    statuses = [r.status_code for r in guesses]
+    # (+1: a window boundary crossed mid-test may free one slot.)
+    assert AUTH_FAILURES <= statuses.count(401) <= AUTH_FAILURES + 1
+    assert statuses.count(429) == len(statuses) - statuses.count(401)
+    refused = next(r for r in guesses if r.status_code == 429)
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert "failed authentications" in refused.json()["detail"]
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.headers["ratelimit"].startswith('"auth-failures";r=0;t=')
+    assert _refusal(alice_unknown_here) == _refusal(wrong)
+    assert alice_unknown_here.status_code == 429
+    # The flood is in the log once it used up the budget, with its real address.
+    warnings = [
+        json.loads(line)["message"]
+        for line in gateway.log.read_text().splitlines()
+        if "failed authentications from" in line
+    ]
+    assert warnings and all("from 127.0.0.1 reached" in w for w in warnings), warnings
+
+
+def test_another_address_keeps_its_own_failure_budget(stack: Stack, gateway: Gateway) -> None:
+    with _from("127.0.0.2") as guesser, _from("127.0.0.5") as other:
         statuses = [
             guesser.post(
-                f"{gateway.url}/chat", json={"message": "hi"}, headers={"X-API-Key": f"guess-{i}"}
+                f"{gateway.url}/chat", json={"message": "hi"}, headers={"X-API-Key": f"g-{i}"}
             ).status_code
-            for i in range(AUTH_FAILURES + 3)
+            for i in range(AUTH_FAILURES + 1)
         ]
-        # Locked out: even the right key is refused for now.
-        right_key = guesser.post(f"{gateway.url}/chat", json={"message": "hi"}, headers=BOB)
-    assert statuses[:AUTH_FAILURES] == [401] * AUTH_FAILURES
-    assert set(statuses[AUTH_FAILURES:]) == {429}
-    assert right_key.status_code == 429
-    assert "failed authentications" in right_key.json()["detail"]
-    assert int(right_key.headers["retry-after"]) >= 1
-    assert _post_chat(gateway.url, "hello", BOB).status_code == 200  # from 127.0.0.1
+        elsewhere = other.post(f"{gateway.url}/chat", json={"message": "hi"}, headers={})
+        first_time_here = other.post(f"{gateway.url}/chat", json={"message": "hi"}, headers=BOB)
+    assert statuses == [401] * AUTH_FAILURES + [429]
+    assert elsewhere.status_code == 401
+    assert first_time_here.status_code == 200
+
+
+def _server_span(stack: Stack, response: httpx.Response) -> ReceivedSpan:
+    spans = _trace(stack, response.headers["x-trace-id"], {"gateway"})
+    (server,) = [s for s in spans if s.span.kind == Span.SPAN_KIND_SERVER]
+    return server
+
+
+@pytest.mark.parametrize(
+    ("trusted", "counted_as"),
+    [
+        (None, "127.0.0.1"),  # the stacks' setting: no proxy trusted
+        ("127.0.0.1", "198.51.100.7"),  # the peer is a trusted proxy
+    ],
+    ids=["untrusted peer", "trusted proxy"],
+)
+def test_x_forwarded_for_counts_only_from_a_trusted_proxy(
+    stack: Stack, own_limits: str, log_dir: Path, trusted: str | None, counted_as: str
+) -> None:
+    """From 127.0.0.1, which uvicorn would trust by default: natively and through
+    `kubectl port-forward` every request arrives from there."""
+    settings = {}  # untrusted: deploy/gateway/uvicorn.env as it is
+    if trusted:
+        settings = {"UVICORN_PROXY_HEADERS": "true", "UVICORN_FORWARDED_ALLOW_IPS": trusted}
+    edge = edge_gateway(stack, own_limits, log_dir, **settings)
+    with edge as gateway, _from("127.0.0.1") as client:
+
+        def guess(i: int, forwarded_for: str) -> httpx.Response:
+            headers = {"X-API-Key": f"guess-{i}", "X-Forwarded-For": forwarded_for}
+            return client.post(f"{gateway.url}/chat", json={"message": "hi"}, headers=headers)
+
+        # A new claimed address each time: believed, no budget would ever run out.
+        spoofing = [guess(i, f"203.0.113.{i}") for i in range(AUTH_FAILURES + 1)]
+        # One claimed address throughout: believed, its own budget runs out.
+        claiming = [guess(i, "198.51.100.7") for i in range(AUTH_FAILURES + 1)]
+    spoofed_statuses = [r.status_code for r in spoofing]
+    if trusted:
+        assert spoofed_statuses == [401] * (AUTH_FAILURES + 1)
+        assert [r.status_code for r in claiming][-1] == 429
+    else:
+        assert spoofed_statuses == [401] * AUTH_FAILURES + [429]
+    # The span names the address the limit counted.
+    assert _server_span(stack, claiming[0]).attributes["client.address"] == counted_as
+    assert _server_span(stack, spoofing[0]).attributes["client.address"] == (
+        "203.0.113.0" if trusted else "127.0.0.1"
+    )
+    # And so does the log line of the address whose budget ran out.
+    log = gateway.log.read_text()
+    assert f"failed authentications from {counted_as} reached" in log
+    if not trusted:
+        assert "203.0.113." not in log and "198.51.100.7" not in log
 
 
 def test_without_redis_the_gateway_fails_open_and_says_so(stack: Stack, log_dir: Path) -> None:

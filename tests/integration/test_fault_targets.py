@@ -1,8 +1,8 @@
 """`make fault` against the Docker stack, without Docker: a stand-in `docker` on
 PATH runs what `docker exec` would run inside each container of a service (the
-same Python one-liner, with the container's PORT and admin key) against real
-services, two cache processes standing in for `--scale cache=2`, and records what
-`stop`/`start` would do."""
+same Python one-liner, with the container's admin key and admin port) against the
+admin listeners of real services, two cache processes standing in for
+`--scale cache=2`, and records what `stop`/`start` would do."""
 
 import os
 import stat
@@ -16,16 +16,17 @@ import pytest
 
 from devstack.faults import SCENARIOS, DockerTarget, apply, clear
 from devstack.native import DEMO_ADMIN_KEY
-from devstack.processes import free_port
+from devstack.processes import free_ports
 from tests.integration.conftest import service_process
 
 STAND_IN = """#!/bin/sh
 # docker compose ps --quiet SERVICE  |  docker exec CONTAINER python -c CODE
 # docker compose stop|start NAME
-# A container's id here is the port of the real process that stands in for it.
+# A container's id here is the admin port of the real process that stands in for
+# it, which its environment names as the service's admin port.
 case "$1" in
   exec) echo "exec $2" >> "$DOCKER_CALLS"
-        PORT=$2 exec "$PYTHON" -c "$5" ;;
+        GATEWAY_ADMIN_PORT=$2 CHAT_ADMIN_PORT=$2 CACHE_ADMIN_PORT=$2 exec "$PYTHON" -c "$5" ;;
   compose)
     case "$2" in
       ps) echo "ps $4" >> "$DOCKER_CALLS"
@@ -52,19 +53,21 @@ def docker_stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
 def test_docker_faults_reach_every_replica_and_stop_the_collector(
     docker_stand_in: Path, redis_url: str, log_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ports = [free_port(), free_port()]
+    ports = free_ports(4)
     env = {"CACHE_REDIS_URL": redis_url, "CACHE_ADMIN_KEY": DEMO_ADMIN_KEY}
     with ExitStack() as replicas:
-        for port in ports:
-            replicas.enter_context(service_process("cache", port, log_dir, env))
+        for port, admin_port in zip(ports[:2], ports[2:], strict=True):
+            replicas.enter_context(
+                service_process("cache", port, log_dir, env, admin_port=admin_port)
+            )
         # Every service's "containers" are these two cache processes, each
         # container with its own key variable.
-        monkeypatch.setenv("CONTAINER_PORTS", " ".join(map(str, ports)))
+        monkeypatch.setenv("CONTAINER_PORTS", " ".join(map(str, ports[2:])))
         for service in ("GATEWAY", "CHAT", "CACHE"):
             monkeypatch.setenv(f"{service}_ADMIN_KEY", DEMO_ADMIN_KEY)
 
         def plans() -> list[object]:
-            urls = [f"http://127.0.0.1:{port}/admin/faults" for port in ports]
+            urls = [f"http://127.0.0.1:{port}/admin/faults" for port in ports[2:]]
             return [httpx.get(u, headers={"X-Admin-Key": DEMO_ADMIN_KEY}).json() for u in urls]
 
         apply(DockerTarget(), SCENARIOS["slow-redis"])
@@ -75,7 +78,7 @@ def test_docker_faults_reach_every_replica_and_stop_the_collector(
         assert plans() == [{}, {}]
     calls = docker_stand_in.read_text().splitlines()
     assert "ps cache" in calls
-    assert {f"exec {port}" for port in ports} <= set(calls)
+    assert {f"exec {port}" for port in ports[2:]} <= set(calls)
     # (fault-clear starts the Collector whatever; `start` of a running one is a no-op)
     stopped = calls.index("stop otel-collector")
     assert "start otel-collector" in calls[stopped:]

@@ -3,13 +3,16 @@ settings say: what the API server cannot know (a misspelt setting is just anothe
 environment variable to it)."""
 
 import importlib
+import json
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
 from scripts.check_k8s import K8S, Manifest, render
 from services.common.settings import ServiceSettings
-from services.registry import REDIS, SERVICES, Service
+from services.gateway.settings import GatewaySettings
+from services.registry import ENTRY, REDIS, SERVICES, Service
 
 OVERLAYS = sorted(path.name for path in (K8S / "overlays").iterdir())
 REDIS_PORT = 6379
@@ -68,6 +71,41 @@ def test_each_service_is_wired_as_the_registry_says(
     for name in env:
         if name.startswith(prefix):
             assert name.removeprefix(prefix).lower() in fields, f"{name}: no such setting"
+
+
+def _ports(value: Any) -> set[int]:
+    """Every port number anywhere in ``value`` (a manifest, or part of one)."""
+    if isinstance(value, dict):
+        found = {v for k, v in value.items() if "port" in k.lower() and isinstance(v, int)}
+        return found.union(*(_ports(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_ports(v) for v in value))
+    return set()
+
+
+def test_no_admin_port_is_exposed(manifests: list[Manifest]) -> None:
+    """The admin listeners bind each pod's 127.0.0.1: no Service, containerPort or
+    network policy names their ports (services/common/admin.py)."""
+    admin_ports = {service.admin_port for service in SERVICES}
+    for manifest in manifests:
+        assert not _ports(manifest) & admin_ports, manifest["metadata"]["name"]
+
+
+def test_the_gateway_answers_its_services_names_and_port_forwards(
+    manifests: list[Manifest],
+) -> None:
+    (container,) = find(manifests, "Deployment", ENTRY.name)["spec"]["template"]["spec"][
+        "containers"
+    ]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    hosts = GatewaySettings(allowed_hosts=json.loads(env["GATEWAY_ALLOWED_HOSTS"])).allowed_hosts
+    namespace = find(manifests, "Deployment", ENTRY.name)["metadata"]["namespace"]
+    service = ENTRY.name
+    expected = {"localhost", service, f"{service}.{namespace}.svc.cluster.local"}
+    assert expected <= set(hosts)
+    # The probes ask the health paths, which answer any Host (they name the pod's IP).
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["path"] in {"/healthz", "/readyz"}
 
 
 @pytest.mark.parametrize("service", [s for s in SERVICES[1:]], ids=lambda s: s.name)

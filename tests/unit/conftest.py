@@ -83,6 +83,7 @@ class Chain:
     gateway: httpx.AsyncClient
     telemetry: dict[str, InMemoryTelemetry]
     redis: Redis
+    apps: dict[str, FastAPI] = field(default_factory=dict)
 
     def spans(self, service: str) -> list[ReadableSpan]:
         return list(self.telemetry[service].spans.get_finished_spans())
@@ -186,9 +187,17 @@ async def chain(
         for app in apps:
             await stack.enter_async_context(_lifespan(app))
         client = await stack.enter_async_context(
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=apps[-1]), base_url="http://gw")
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=apps[-1]), base_url="http://gateway"
+            )
         )
-        yield Chain(gateway=client, telemetry=telemetry, redis=redis)
+        services = [service.name for service in registry.start_order()]
+        yield Chain(
+            gateway=client,
+            telemetry=telemetry,
+            redis=redis,
+            apps=dict(zip(services, apps, strict=True)),
+        )
     redis.close()
 
 

@@ -48,7 +48,7 @@ async def _gateway_alone(
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(app.router.lifespan_context(app))
         client = await stack.enter_async_context(
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw")
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway")
         )
         yield client, telemetry
 

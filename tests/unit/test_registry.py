@@ -40,6 +40,10 @@ def test_a_broken_list_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     assert any("port is used twice" in p for p in problems), problems
     assert any("chat calls redis, the chain needs cache" in p for p in problems), problems
     assert any("chat uses search, which is neither" in p for p in problems), problems
+    # An admin port is a port too: never one a service (or another admin) listens on.
+    clash = (gateway, replace(chat, admin_port=cache.port), cache)
+    monkeypatch.setattr(registry, "SERVICES", clash)
+    assert any("port is used twice" in p for p in registry.problems())
 
 
 @pytest.mark.parametrize("service", registry.SERVICES, ids=lambda s: s.name)
@@ -81,12 +85,24 @@ def test_replicas_natively_are_processes_on_every_tenth_port_and_callers_list_th
         ("chat-3", "8021"),
         ("gateway", "8000"),
     ]
+    # Each process's admin listener has a port of its own: a fault reaches that one.
+    assert [c.env[f"{c.name.split('-')[0].upper()}_ADMIN_PORT"] for c in components] == [
+        "8102",
+        "8112",
+        "8101",
+        "8111",
+        "8121",
+        "8100",
+    ]
     env = components[0].env
     assert env["GATEWAY_CHAT_URL"] == ",".join(f"http://127.0.0.1:{p}" for p in (8001, 8011, 8021))
     assert env["CHAT_CACHE_URL"] == "http://127.0.0.1:8002,http://127.0.0.1:8012"
-    assert {"chat-3", "cache-2"} <= set(ports.named())
+    assert {"chat-3", "cache-2", "chat-3 admin"} <= set(ports.named())
     free = Ports.free().with_replicas({"chat": 2}, free=True)
     assert len(set(free.named().values())) == len(free.named())  # no port used twice
+    assert len(free.admin_of("chat")) == 2
+    second = free.with_free_services()  # a second chain beside the first (make bench)
+    assert not set(second.named().values()) & {*free.of("chat"), *free.admin_of("chat")}
     # "chat" names every replica of it (stop, restart, faults), and nothing else.
     assert [is_process_of(name, "chat") for name in ("chat", "chat-2", "chat-x", "cache-1")] == [
         True,
@@ -165,6 +181,10 @@ def _drifted(compose: dict[str, Any], change: str) -> dict[str, Any]:
         services["chat"]["ports"] = ["127.0.0.1:8001:8001"]
     elif change == "a fixed container name":
         services["cache"]["container_name"] = "cache"
+    elif change == "the admin listener on every address":
+        services["chat"]["environment"]["CHAT_ADMIN_HOST"] = "0.0.0.0"  # noqa: S104
+    elif change == "the admin port published":
+        services["gateway"]["ports"].append("127.0.0.1:8100:8100")
     return drifted
 
 
@@ -180,6 +200,8 @@ def _drifted(compose: dict[str, Any], change: str) -> dict[str, Any]:
         ("no admin key", "cache: no CACHE_ADMIN_KEY"),
         ("an internal port published", "chat: publishes ['8001']"),
         ("a fixed container name", "cache: has a container_name"),
+        ("the admin listener on every address", "chat: admin listener on 0.0.0.0"),
+        ("the admin port published", "gateway: publishes or exposes its admin port 8100"),
     ],
 )
 def test_compose_drift_is_reported(compose: dict[str, Any], change: str, reported: str) -> None:

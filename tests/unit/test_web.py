@@ -125,7 +125,7 @@ async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """A client for ``app``, inside the app's lifespan."""
     async with _lifespan(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             yield client
 
 
