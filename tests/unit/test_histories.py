@@ -79,7 +79,9 @@ async def test_a_history_is_read_a_page_at_a_time(chain: Chain) -> None:
     assert len(everything["turns"]) == 3 and everything["next_cursor"] is None
 
 
-@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 101}, {"cursor": "-1"}, {"cursor": "x"}])
+@pytest.mark.parametrize(
+    "params", [{"limit": 0}, {"limit": 101}, {"cursor": "-1"}, {"cursor": "x"}]
+)
 async def test_out_of_bounds_pages_are_422(chain: Chain, params: dict[str, Any]) -> None:
     response = await _history(chain, "0" * 32, **params)
     assert response.status_code == 422
