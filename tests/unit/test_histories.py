@@ -6,6 +6,7 @@ from typing import Any
 import httpx
 import pytest
 
+from devstack import traffic
 from devstack.processes import wait_until
 from services.cache.lists import IDS_PREFIX, LIST_PREFIX
 from services.chat.settings import ChatSettings
@@ -57,7 +58,7 @@ async def _all_turns(chain: Chain, session_id: str, limit: int) -> list[str]:
     cursor: str | None = None
     while True:
         params: dict[str, str | int] = {"limit": limit} | ({"cursor": cursor} if cursor else {})
-        page = (await _history(chain, session_id, **params)).json()
+        page = (await _history(chain, session_id, KEY, **params)).json()
         assert len(page["turns"]) <= limit
         messages += [turn["message"] for turn in page["turns"]]
         cursor = page["next_cursor"]
@@ -77,6 +78,7 @@ async def test_a_history_is_read_a_page_at_a_time(chain: Chain) -> None:
     assert last["next_cursor"] is None
     everything = (await _history(chain, session_id)).json()  # the default limit
     assert len(everything["turns"]) == 3 and everything["next_cursor"] is None
+    assert await _all_turns(chain, session_id, limit=1) == ["one", "two", "three"]
 
 
 @pytest.mark.parametrize(
@@ -153,7 +155,8 @@ async def test_a_key_used_again_for_another_message_is_422(chain: Chain) -> None
 async def test_malformed_idempotency_keys_are_422_and_store_nothing(
     chain: Chain, key: str | bytes
 ) -> None:
-    headers: dict[str, str | bytes] = {**KEY, "Idempotency-Key": key}
+    raw = key if isinstance(key, bytes) else key.encode()
+    headers = {b"X-API-Key": DEMO_API_KEY.encode(), b"Idempotency-Key": raw}
     response = await chain.gateway.post("/chat", json={"message": "hi"}, headers=headers)
     assert response.status_code == 422, response.text
     assert response.headers["content-type"] == "application/problem+json"
@@ -201,8 +204,8 @@ class TestIdleSessions:
 
 async def test_a_full_redis_refuses_the_turn_and_says_so(chain: Chain) -> None:
     session_id = (await _chat(chain, "hello"))["session_id"]
-    policy = chain.redis.config_get("maxmemory-policy")["maxmemory-policy"]
-    limit = chain.redis.config_get("maxmemory")["maxmemory"]
+    policy = str(chain.redis.config_get("maxmemory-policy")["maxmemory-policy"])
+    limit = str(chain.redis.config_get("maxmemory")["maxmemory"])
     chain.redis.config_set("maxmemory-policy", "noeviction")
     chain.redis.config_set("maxmemory", 1)  # full: every write is refused
     try:
@@ -230,3 +233,15 @@ async def test_a_history_from_before_turn_ids_reads_and_grows(chain: Chain) -> N
     assert [(t["message"], t["id"]) for t in page["turns"]] == [("old", None)]
     rest = (await _history(chain, session_id, cursor=page["next_cursor"])).json()
     assert [t["message"] for t in rest["turns"]] == ["new"]
+
+
+async def test_the_drills_read_back_every_page(
+    chain: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(traffic, "HISTORY_PAGE", 1)  # a page per turn
+    session_id = (await _chat(chain, "one"))["session_id"]
+    second = await _chat(chain, "two", session_id=session_id)
+    chain.gateway.headers.update(KEY)
+    stored = await traffic.stored_history(chain.gateway, session_id, retry_for=0)
+    assert [message for message, _ in stored] == ["one", "two"]
+    assert stored[1][1] == second["reply"]
