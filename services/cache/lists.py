@@ -132,6 +132,15 @@ class ListGroup:
     max_lists: int
 
 
+@dataclass(frozen=True, kw_only=True)
+class AppendOptions:
+    item_id: str | None = None  # stored once per id
+    ttl_seconds: int | None = None  # idle expiry; None: kept
+    max_length: int
+    must_exist: bool = False  # never create the list by appending to it
+    group: ListGroup | None = None
+
+
 @dataclass(frozen=True)
 class Appended:
     """What an append did. ``replayed``: the id was in the list already, nothing
@@ -166,26 +175,17 @@ class Lists:
         self._append = redis.register_script(_APPEND)
         self._page = redis.register_script(_PAGE)
 
-    async def append(
-        self,
-        key: str,
-        value: str,
-        *,
-        item_id: str | None,
-        ttl_seconds: int | None,
-        max_length: int,
-        must_exist: bool,
-        group: ListGroup | None,
-    ) -> Appended:
+    async def append(self, key: str, value: str, options: AppendOptions) -> Appended:
         keys = [LIST_PREFIX + key, IDS_PREFIX + key]
+        group = options.group
         if group is not None:
             keys.append(GROUP_PREFIX + group.key)
         args = [
             value,
-            item_id or "",
-            "" if ttl_seconds is None else str(ttl_seconds),
-            str(max_length),
-            "1" if must_exist else "0",
+            options.item_id or "",
+            "" if options.ttl_seconds is None else str(options.ttl_seconds),
+            str(options.max_length),
+            "1" if options.must_exist else "0",
             key,
             str(group.max_lists if group else 0),
             LIST_PREFIX,

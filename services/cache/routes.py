@@ -4,7 +4,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from opentelemetry import trace
 from pydantic import BaseModel, Field
 
-from services.cache.lists import ListGroup
+from services.cache.lists import AppendOptions, ListGroup
 from services.cache.metrics import CacheMetrics
 from services.cache.settings import CacheSettings
 from services.cache.store import CacheStore
@@ -123,15 +123,14 @@ async def delete_value(key: Key, store: Store) -> Response:
 async def append(key: Key, body: AppendItem, store: Store, settings: Settings) -> ListAppended:
     cap = settings.max_list_length
     group = body.group
-    done = await store.append(
-        key,
-        body.value,
+    options = AppendOptions(
         item_id=body.item_id,
         ttl_seconds=body.ttl_seconds,
         max_length=min(body.max_length or cap, cap),
         must_exist=body.must_exist,
         group=ListGroup(group.key, group.max_lists) if group else None,
     )
+    done = await store.append(key, body.value, options)
     if done.outcome == "missing":
         raise NotFoundError(f"No list under key {key!r}.")
     return ListAppended(

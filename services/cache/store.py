@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from services.cache.lists import LIST_PREFIX, Appended, ListGroup, Lists, Page
+from services.cache.lists import LIST_PREFIX, Appended, AppendOptions, Lists, Page
 from services.cache.settings import CacheSettings
 from services.common.faults import Faults, InjectedFaultError
 from services.common.redis import open_redis
@@ -64,28 +64,10 @@ class CacheStore:
         await self._fault()
         return bool(await self._redis.delete(f"value:{key}"))
 
-    async def append(
-        self,
-        key: str,
-        value: str,
-        *,
-        item_id: str | None,
-        ttl_seconds: int | None,
-        max_length: int,
-        must_exist: bool,
-        group: ListGroup | None,
-    ) -> Appended:
-        """Append once per ``item_id``; see services/cache/lists.py."""
+    async def append(self, key: str, value: str, options: AppendOptions) -> Appended:
+        """Append once per item id; see services/cache/lists.py."""
         await self._fault()
-        return await self._lists.append(
-            key,
-            value,
-            item_id=item_id,
-            ttl_seconds=ttl_seconds,
-            max_length=max_length,
-            must_exist=must_exist,
-            group=group,
-        )
+        return await self._lists.append(key, value, options)
 
     async def read_page(self, key: str, *, start: int | None, count: int) -> Page:
         """Up to ``count`` items from position ``start`` (None: the oldest kept)."""

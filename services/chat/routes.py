@@ -25,7 +25,7 @@ session's first turn finds the session it created instead of starting another.
 Appends are therefore safe to retry, and are retried like reads.
 
 Reading a history is a page at a time, oldest first: at most
-``HISTORY_PAGE_MAX`` turns, and a cursor to the next page.
+``HISTORY_PAGE_MAX`` (services/common/models.py) turns, and a cursor to the next page.
 """
 
 import asyncio
@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from time import perf_counter
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header
 from opentelemetry import trace
 from pydantic import BaseModel
 
@@ -49,14 +49,14 @@ from services.common.http_client import ServiceClient
 from services.common.models import (
     CLIENT_ID_HEADER,
     CLIENT_ID_PATTERN,
-    CURSOR_PATTERN,
     HISTORY_PAGE_DEFAULT,
-    HISTORY_PAGE_MAX,
     IDEMPOTENCY_KEY_HEADER,
     ITEM_ID_PATTERN,
     ChatHistory,
     ChatReply,
     ChatTurn,
+    HistoryCursor,
+    HistoryLimit,
     Message,
     SessionId,
 )
@@ -74,8 +74,6 @@ AppTelemetry = Annotated[Telemetry, Depends(from_state("telemetry"))]
 ClientId = Annotated[str, Header(alias=CLIENT_ID_HEADER, pattern=CLIENT_ID_PATTERN)]
 # The turn's id, from the gateway (which validated the client's, or made one).
 TurnIdHeader = Annotated[str | None, Header(alias=IDEMPOTENCY_KEY_HEADER, pattern=ITEM_ID_PATTERN)]
-PageLimit = Annotated[int, Query(ge=1, le=HISTORY_PAGE_MAX)]
-Cursor = Annotated[str | None, Query(pattern=CURSOR_PATTERN)]
 
 
 class ReplyRequest(BaseModel):
@@ -211,8 +209,8 @@ async def read_history(
     session_id: SessionId,
     client_id: ClientId,
     cache: CacheClient,
-    limit: PageLimit = HISTORY_PAGE_DEFAULT,
-    cursor: Cursor = None,
+    limit: HistoryLimit = HISTORY_PAGE_DEFAULT,
+    cursor: HistoryCursor = None,
 ) -> ChatHistory:
     params: dict[str, Any] = {"count": limit}
     if cursor is not None:

@@ -3,6 +3,7 @@
 from datetime import datetime
 from typing import Annotated
 
+from fastapi import Query
 from pydantic import BaseModel, Field, StringConstraints
 
 MAX_MESSAGE_CHARS = 2_000
@@ -31,6 +32,11 @@ CURSOR_PATTERN = r"^[0-9]{1,15}$"
 # Turns per page of a history: each hop bounds what one request may cost it.
 HISTORY_PAGE_DEFAULT = 20
 HISTORY_PAGE_MAX = 100
+HistoryLimit = Annotated[int, Query(ge=1, le=HISTORY_PAGE_MAX, description="Turns per page")]
+HistoryCursor = Annotated[
+    str | None,
+    Query(pattern=CURSOR_PATTERN, description="A page's next_cursor: the turns after that page"),
+]
 
 
 class ChatTurn(BaseModel):

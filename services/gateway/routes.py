@@ -3,25 +3,15 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Security
+from fastapi import APIRouter, Depends, Header, Request, Security
 from fastapi.security import APIKeyHeader
 from opentelemetry import trace
 from pydantic import BaseModel
 
+from services.common import models
 from services.common.app import from_state
 from services.common.http_client import ServiceClient
-from services.common.models import (
-    CLIENT_ID_HEADER,
-    CURSOR_PATTERN,
-    HISTORY_PAGE_DEFAULT,
-    HISTORY_PAGE_MAX,
-    IDEMPOTENCY_KEY_HEADER,
-    ITEM_ID_PATTERN,
-    ChatHistory,
-    ChatReply,
-    Message,
-    SessionId,
-)
+from services.common.models import CLIENT_ID_HEADER, ChatHistory, ChatReply, Message, SessionId
 from services.common.problems import ProblemError, documented
 from services.gateway.edge import RESPONSE_HEADERS_STATE
 from services.gateway.rate_limit import PER_CLIENT, RateLimits
@@ -99,11 +89,11 @@ class ChatResponse(ChatReply):
 
 # The IETF draft's Idempotency-Key is a structured-field string ("..."); a bare
 # token is accepted too, as most APIs that take the header do.
-_IDEMPOTENCY_KEY = ITEM_ID_PATTERN.strip("^$")
+_IDEMPOTENCY_KEY = models.ITEM_ID_PATTERN.strip("^$")
 IdempotencyKey = Annotated[
     str | None,
     Header(
-        alias=IDEMPOTENCY_KEY_HEADER,
+        alias=models.IDEMPOTENCY_KEY_HEADER,
         pattern=f'^(?:"{_IDEMPOTENCY_KEY}"|{_IDEMPOTENCY_KEY})$',
         description="Your id for this turn (1-64 of A-Z a-z 0-9 _ -, optionally quoted): a "
         "POST /chat retried with it stores the turn once and answers as the first time "
@@ -130,7 +120,7 @@ async def chat(
             "/replies",
             idempotent=True,  # the chat service stores a turn once per id
             json=body.model_dump(),
-            headers={CLIENT_ID_HEADER: client_id, IDEMPOTENCY_KEY_HEADER: turn_id},
+            headers={CLIENT_ID_HEADER: client_id, models.IDEMPOTENCY_KEY_HEADER: turn_id},
         )
     span_context = trace.get_current_span().get_span_context()
     reply = ChatResponse(**response.json(), trace_id=trace.format_trace_id(span_context.trace_id))
@@ -141,8 +131,8 @@ async def chat(
 @router.get(
     "/chat/{session_id}/history",
     summary="A page of the turns of one of your sessions, oldest first",
-    description=f"""Turns oldest first, at most `limit` (default {HISTORY_PAGE_DEFAULT}, at
-most {HISTORY_PAGE_MAX}). For the turns after a page, pass its `next_cursor` as `cursor`;
+    description=f"""Turns oldest first, at most `limit` (default {models.HISTORY_PAGE_DEFAULT},
+at most {models.HISTORY_PAGE_MAX}). For the turns after a page, pass its `next_cursor` as `cursor`;
 `next_cursor` is null once a page reaches the newest turn. A cursor is opaque and stays
 valid: turns dropped from a full history meanwhile are skipped (the page starts at the
 oldest kept), later turns are never missed or repeated. `trimmed` counts the turns no
@@ -154,10 +144,8 @@ async def history(
     session_id: SessionId,
     client_id: ClientId,
     chat_client: ChatClient,
-    limit: Annotated[int, Query(ge=1, le=HISTORY_PAGE_MAX)] = HISTORY_PAGE_DEFAULT,
-    cursor: Annotated[
-        str | None, Query(pattern=CURSOR_PATTERN, description="A page's next_cursor")
-    ] = None,
+    limit: models.HistoryLimit = models.HISTORY_PAGE_DEFAULT,
+    cursor: models.HistoryCursor = None,
 ) -> ChatHistory:
     params: dict[str, str | int] = {"limit": limit}
     if cursor is not None:
