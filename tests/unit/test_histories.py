@@ -245,3 +245,17 @@ async def test_the_drills_read_back_every_page(
     stored = await traffic.stored_history(chain.gateway, session_id, retry_for=0)
     assert [message for message, _ in stored] == ["one", "two"]
     assert stored[1][1] == second["reply"]
+
+
+async def test_a_browser_on_an_allowed_origin_may_send_an_idempotency_key(chain: Chain) -> None:
+    preflight = await chain.gateway.options(
+        "/chat",
+        headers={
+            "Origin": "http://localhost:3000",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,x-api-key,idempotency-key",
+        },
+    )
+    assert preflight.status_code == 200
+    allowed = preflight.headers["access-control-allow-headers"].lower()
+    assert "idempotency-key" in allowed
