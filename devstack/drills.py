@@ -53,6 +53,7 @@ from devstack.otlp_json import StoredSpan, flatten
 from devstack.processes import wait_until
 from devstack.traffic import Answer, Session, Traffic, lost_turns
 from services import registry
+from services.cache.lists import IDS_PREFIX, LIST_PREFIX
 from services.gateway.settings import DEMO_API_KEY
 
 # The gateway's budget for every drill request (GATEWAY_REQUEST_BUDGET_SECONDS),
@@ -118,6 +119,9 @@ def service_env(plan: Plan) -> dict[str, str]:
         "GATEWAY_REQUEST_BUDGET_SECONDS": str(BUDGET_SECONDS),
         # One client at 20 req/s: over the demo's 600 a minute.
         "GATEWAY_RATE_LIMIT_PER_MINUTE": "1000000",
+        # Every session of a drill stays live until its turns are read back (the
+        # traffic starts a new one every 20 turns, all on one API key).
+        "CHAT_MAX_SESSIONS_PER_CLIENT": "100000",
         # Telemetry settles quickly once the traffic stops (the counts wait for it).
         "OTEL_BSP_SCHEDULE_DELAY": "200",
         "OTEL_BLRP_SCHEDULE_DELAY": "200",
@@ -268,7 +272,11 @@ async def _fill_redis(lab: Lab, traffic: Traffic) -> dict[str, Any]:
 
 async def _empty_redis(lab: Lab, traffic: Traffic) -> dict[str, Any]:
     async with lab.redis() as redis:
-        fillers = [key async for key in redis.scan_iter("list:history:drill-filler:*")]
+        fillers = [
+            key
+            for prefix in (LIST_PREFIX, IDS_PREFIX)  # a list is both (services/cache/lists.py)
+            async for key in redis.scan_iter(f"{prefix}history:drill-filler:*")
+        ]
         if fillers:
             await redis.delete(*fillers)
         maxmemory = _redis_config_value("maxmemory")

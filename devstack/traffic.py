@@ -158,18 +158,30 @@ def count_lost_turns(acknowledged: Iterable[Turn], stored: list[Turn]) -> int:
     return lost
 
 
+# The most turns a history page holds (the gateway's documented maximum).
+HISTORY_PAGE = 100
+
+
 async def stored_history(
     client: httpx.AsyncClient, session_id: str, *, retry_for: float
 ) -> list[Turn]:
-    """A session's turns as the gateway returns them ([] for an unknown session).
-    A 5xx is retried for ``retry_for`` seconds: the drill may have just ended."""
+    """A session's turns as the gateway returns them, every page of them ([] for
+    an unknown session). A 5xx is retried for ``retry_for`` seconds: the drill
+    may have just ended."""
     deadline = time.monotonic() + retry_for
+    turns: list[Turn] = []
+    params: dict[str, str | int] = {"limit": HISTORY_PAGE}
     while True:
-        response = await client.get(f"/chat/{session_id}/history")
+        response = await client.get(f"/chat/{session_id}/history", params=params)
         if response.status_code == 404:
             return []
         if response.status_code == 200:
-            return [(t["message"], t["reply"]) for t in response.json()["turns"]]
+            page = response.json()
+            turns += [(t["message"], t["reply"]) for t in page["turns"]]
+            if page["next_cursor"] is None:
+                return turns
+            params["cursor"] = page["next_cursor"]  # a cursor survives a retry
+            continue
         if time.monotonic() > deadline:
             response.raise_for_status()
         await asyncio.sleep(0.2)

@@ -14,4 +14,6 @@ class CacheSettings(ServiceSettings):
     # this, failing fast (503) beats piling requests up behind it.
     redis_timeout_seconds: PositiveFloat = 1.0
     default_ttl_seconds: PositiveInt = 3_600
+    # The most items a list keeps (an append may ask for fewer): past it, the
+    # oldest go. Bounds what one list can take of Redis's memory.
     max_list_length: PositiveInt = Field(default=1_000, le=100_000)

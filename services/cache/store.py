@@ -1,12 +1,12 @@
 """What the cache service keeps in Redis, and how.
 
-Values are strings under ``value:<key>``, always with a TTL; lists under
-``list:<key>``, with a TTL only if the caller asks for one. Redis evicts only
-keys that have a TTL (``volatile-lru``, deploy/redis/redis.conf), so under
-memory pressure cached values go and lists (chat histories) stay; when nothing
-is left to evict, writes are refused rather than anything acknowledged lost.
-Hit and miss counts live in Redis too (hash ``stats``), so ``GET /stats`` is
-right however many workers or replicas serve it.
+Values are strings under ``value:<key>``, always with a TTL. Lists (chat
+histories) are services/cache/lists.py's: appended to once per id, trimmed,
+read a page at a time, expiring when idle if the caller gives them a TTL. When
+Redis is full (``maxmemory``, deploy/redis/redis.conf) it refuses writes: the
+caller gets a 503 and nothing acknowledged is lost. Hit and miss counts live in
+Redis too (hash ``stats``), so ``GET /stats`` is right however many workers or
+replicas serve it.
 """
 
 import logging
@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
+from services.cache.lists import LIST_PREFIX, Appended, AppendOptions, Lists, Page
 from services.cache.settings import CacheSettings
 from services.common.faults import Faults, InjectedFaultError
 from services.common.redis import open_redis
@@ -38,6 +39,7 @@ class CacheStore:
     def __init__(self, redis: Redis, faults: Faults) -> None:
         self._redis = redis
         self._faults = faults
+        self._lists = Lists(redis)
 
     async def _fault(self) -> None:
         try:
@@ -62,25 +64,20 @@ class CacheStore:
         await self._fault()
         return bool(await self._redis.delete(f"value:{key}"))
 
-    async def append(self, key: str, value: str, ttl_seconds: int | None, max_length: int) -> int:
-        """Append to a list and keep its newest ``max_length`` items. With a TTL,
-        renew it; without, the list is kept (no expiry, so never evicted either)."""
+    async def append(self, key: str, value: str, options: AppendOptions) -> Appended:
+        """Append once per item id; see services/cache/lists.py."""
         await self._fault()
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.rpush(f"list:{key}", value)
-        pipe.ltrim(f"list:{key}", -max_length, -1)
-        if ttl_seconds is None:
-            pipe.persist(f"list:{key}")
-        else:
-            pipe.expire(f"list:{key}", ttl_seconds)
-        pipe.llen(f"list:{key}")
-        *_, length = await pipe.execute()
-        return int(length)
+        return await self._lists.append(key, value, options)
 
-    async def read_list(self, key: str, last: int | None) -> list[str]:
+    async def read_page(self, key: str, *, start: int | None, count: int) -> Page:
+        """Up to ``count`` items from position ``start`` (None: the oldest kept)."""
         await self._fault()
-        start = -last if last else 0
-        return cast(list[str], await self._redis.lrange(f"list:{key}", start, -1))
+        return await self._lists.page(key, start=start, count=count)
+
+    async def list_length(self, key: str) -> int:
+        """How many items the list holds (0: there is no such list)."""
+        await self._fault()
+        return int(await self._redis.llen(LIST_PREFIX + key))
 
     async def stats(self) -> dict[str, int]:
         await self._fault()
@@ -98,8 +95,8 @@ class CacheStore:
 
     async def forget_idle_connections(self) -> None:
         """Close the pooled connections no request is using: after Redis went away,
-        each would fail the next command sent on it (a history append is not
-        retried, so a turn would go unsaved), however long Redis has been back."""
+        each would fail the next command sent on it, however long Redis has been
+        back."""
         await self._redis.connection_pool.disconnect(inuse_connections=False)
 
 

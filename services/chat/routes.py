@@ -1,9 +1,41 @@
+"""Replies, and the sessions whose histories keep them.
+
+A session is the history of a client's turns, stored through the cache service
+under the client's id (another client finds nothing there). What bounds it:
+
+- **Idle expiry.** A session expires ``CHAT_SESSION_IDLE_SECONDS`` (a day)
+  after its last saved turn; every saved turn renews it, reading does not.
+- **Sessions per client.** A client has at most ``CHAT_MAX_SESSIONS_PER_CLIENT``
+  live sessions. A new session beyond that evicts the client's least recently
+  used one, which from then on is a 404 like any unknown session. Not refusing
+  the new one: the chat page forgets its session when its tab closes, so
+  abandoned sessions are the usual case, and refusing would lock a client out
+  for a day of idle time; evicting costs the session nobody has used longest.
+  Either way one client's key cannot hold more than its cap.
+- **Turns per session.** A history keeps its newest
+  ``CHAT_MAX_TURNS_PER_SESSION`` turns. A turn saved into a full history drops
+  the oldest, and every answer from then on says how many were dropped
+  (``history_trimmed``): a dropped turn is never silently gone.
+
+A turn is stored once per id (``turn_id``: the client's ``Idempotency-Key``, or
+one the gateway made): a ``POST /chat`` retried after its answer was lost finds
+its turn stored and answers from it, and the same key for another message is a
+422. A new session's id is made from its first turn's id, so the retry of a
+session's first turn finds the session it created instead of starting another.
+Appends are therefore safe to retry, and are retried like reads.
+
+Reading a history is a page at a time, oldest first: at most
+``HISTORY_PAGE_MAX`` (services/common/models.py) turns, and a cursor to the next page.
+"""
+
 import asyncio
+import hashlib
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from time import perf_counter
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header
 from opentelemetry import trace
@@ -17,12 +49,18 @@ from services.common.http_client import ServiceClient
 from services.common.models import (
     CLIENT_ID_HEADER,
     CLIENT_ID_PATTERN,
+    HISTORY_PAGE_DEFAULT,
+    IDEMPOTENCY_KEY_HEADER,
+    ITEM_ID_PATTERN,
     ChatHistory,
+    ChatReply,
     ChatTurn,
+    HistoryCursor,
+    HistoryLimit,
     Message,
     SessionId,
 )
-from services.common.problems import DownstreamError, NotFoundError
+from services.common.problems import DownstreamError, NotFoundError, ProblemError
 from services.telemetry import Telemetry, session_pseudonym
 
 router = APIRouter(tags=["chat"])
@@ -34,6 +72,8 @@ Metrics = Annotated[ChatMetrics, Depends(from_state("metrics"))]
 AppTelemetry = Annotated[Telemetry, Depends(from_state("telemetry"))]
 # Whose session: set by the gateway after authentication.
 ClientId = Annotated[str, Header(alias=CLIENT_ID_HEADER, pattern=CLIENT_ID_PATTERN)]
+# The turn's id, from the gateway (which validated the client's, or made one).
+TurnIdHeader = Annotated[str | None, Header(alias=IDEMPOTENCY_KEY_HEADER, pattern=ITEM_ID_PATTERN)]
 
 
 class ReplyRequest(BaseModel):
@@ -41,24 +81,15 @@ class ReplyRequest(BaseModel):
     session_id: SessionId | None = None
 
 
-class ReplyResponse(BaseModel):
-    session_id: str
-    reply: str
-    cached: bool
-    # The cache service failed along the way and the reply was made without it.
-    degraded: bool = False
-    # True only once the turn is stored: never claimed when it was not.
-    history_saved: bool
-
-
 class Degradation:
     """What a reply had to do without, when the cache service failed.
 
     The policy: a reply never depends on the cache, so it is always given.
-    A failed lookup or store means no caching; a failed history write, or a
-    session that could not be checked, means the turn is not saved, and the
-    answer says so (history_saved=false). Each is recorded on the failing span,
-    the server span, a metric and a WARNING log.
+    A failed lookup or store means no caching; a failed history write (Redis
+    down, or full and refusing writes), or a session that could not be checked,
+    means the turn is not saved, and the answer says so (history_saved=false).
+    Each is recorded on the failing span, the server span, a metric and a
+    WARNING log.
     """
 
     def __init__(self, metrics: ChatMetrics) -> None:
@@ -80,12 +111,14 @@ async def create_reply(
     settings: Settings,
     metrics: Metrics,
     telemetry: AppTelemetry,
-) -> ReplyResponse:
+    turn_id: TurnIdHeader = None,
+) -> ChatReply:
     started = perf_counter()
     degradation = Degradation(metrics)
+    turn_id = turn_id or uuid.uuid4().hex
     may_write = True
     if body.session_id is None:
-        session_id = uuid.uuid4().hex
+        session_id = _new_session_id(client_id, turn_id)
     else:
         session_id = body.session_id
         # Checked before anything is written: an unknown session (or another
@@ -95,9 +128,10 @@ async def create_reply(
         except DownstreamError as failure:
             degradation.add("history_unsaved", failure)
             may_write = False  # whose session it is cannot be told now
+    server_span = trace.get_current_span()
     # Its pseudonym: a session id is a credential (services/telemetry/_pseudonyms.py).
     session = session_pseudonym(session_id)
-    trace.get_current_span().set_attribute("session.id", session)
+    server_span.set_attribute("session.id", session)
 
     tracer = telemetry.tracer
     key = reply_cache_key(body.message)
@@ -133,46 +167,73 @@ async def create_reply(
             except DownstreamError as failure:
                 degradation.add("cache_unavailable", failure)
 
-    trace_id = trace.format_trace_id(trace.get_current_span().get_span_context().trace_id)
+    trace_id = trace.format_trace_id(server_span.get_span_context().trace_id)
     turn = ChatTurn(
-        message=body.message, reply=reply, cached=cached, at=datetime.now(UTC), trace_id=trace_id
+        id=turn_id,
+        message=body.message,
+        reply=reply,
+        cached=cached,
+        at=datetime.now(UTC),
+        trace_id=trace_id,
     )
-    saved = False
+    saved, trimmed = False, 0
     if may_write:
         try:
-            # A POST, never retried blindly: a retry after a lost answer could
-            # store the turn twice.
-            await cache.request(
-                "POST", _history_path(client_id, session_id), json={"value": turn.model_dump_json()}
+            stored = await _append_turn(
+                cache, settings, client_id, session_id, turn, new=body.session_id is None
             )
-            saved = True
         except DownstreamError as failure:
             degradation.add("history_unsaved", failure)
+        else:
+            saved, trimmed = True, stored.trimmed
+            if stored.first is not None:  # a retry: answer as the first time
+                reply, cached = stored.first.reply, stored.first.cached
     attributes = {"cache.hit": cached}
     _log.info("replied in session %s (cache hit: %s)", session, cached)
     metrics.replies.add(1, attributes)
     metrics.reply_latency.record(perf_counter() - started, attributes)
     if degradation.reasons:
-        server_span = trace.get_current_span()
         server_span.set_attribute("chat.degraded", True)
         server_span.set_attribute("chat.degraded.reasons", sorted(set(degradation.reasons)))
-    return ReplyResponse(
+    return ChatReply(
         session_id=session_id,
+        turn_id=turn_id,
         reply=reply,
         cached=cached,
         degraded=bool(degradation.reasons),
         history_saved=saved,
+        history_trimmed=trimmed,
     )
 
 
-@router.get("/sessions/{session_id}/history", summary="The turns of a session, oldest first")
+@router.get("/sessions/{session_id}/history", summary="A page of a session's turns, oldest first")
 async def read_history(
-    session_id: SessionId, client_id: ClientId, cache: CacheClient
+    session_id: SessionId,
+    client_id: ClientId,
+    cache: CacheClient,
+    limit: HistoryLimit = HISTORY_PAGE_DEFAULT,
+    cursor: HistoryCursor = None,
 ) -> ChatHistory:
-    values = await _history_values(cache, client_id, session_id)
+    params: dict[str, Any] = {"count": limit}
+    if cursor is not None:
+        params["cursor"] = cursor
+    try:
+        response = await cache.request("GET", _history_path(client_id, session_id), params=params)
+    except NotFoundError as exc:
+        raise _unknown(session_id) from exc
+    page = response.json()
     return ChatHistory(
-        session_id=session_id, turns=[ChatTurn.model_validate_json(value) for value in values]
+        session_id=session_id,
+        turns=[ChatTurn.model_validate_json(value) for value in page["values"]],
+        trimmed=page["trimmed"],
+        next_cursor=page["next_cursor"],
     )
+
+
+def _new_session_id(client_id: str, turn_id: str) -> str:
+    """A new session's id, made from its first turn's id (see the module's
+    docstring); 32 hex digits, as unguessable as the turn id it is made from."""
+    return hashlib.sha256(f"{client_id}\n{turn_id}".encode()).hexdigest()[:32]
 
 
 def _history_path(client_id: str, session_id: str) -> str:
@@ -181,21 +242,72 @@ def _history_path(client_id: str, session_id: str) -> str:
     return f"/lists/history:{client_id}:{session_id}"
 
 
+def _unknown(session_id: str) -> NotFoundError:
+    return NotFoundError(f"Unknown session {session_id!r}.")
+
+
 async def _require_session(cache: ServiceClient, client_id: str, session_id: str) -> None:
-    await _history_values(cache, client_id, session_id, last=1)
-
-
-async def _history_values(
-    cache: ServiceClient, client_id: str, session_id: str, *, last: int | None = None
-) -> list[str]:
-    """The stored turns (JSON) of a session, or its ``last`` ones; 404 if unknown."""
-    params = {"last": last} if last else None
     try:
-        response = await cache.request("GET", _history_path(client_id, session_id), params=params)
+        await cache.request("GET", f"{_history_path(client_id, session_id)}/length")
     except NotFoundError as exc:
-        raise NotFoundError(f"Unknown session {session_id!r}.") from exc
-    values: list[str] = response.json()["values"]
-    return values
+        raise _unknown(session_id) from exc
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """A saved turn: how many older turns its history has dropped, and for a
+    retry the turn saved first under its id."""
+
+    trimmed: int
+    first: ChatTurn | None
+
+
+async def _append_turn(
+    cache: ServiceClient,
+    settings: ChatSettings,
+    client_id: str,
+    session_id: str,
+    turn: ChatTurn,
+    *,
+    new: bool,
+) -> _Stored:
+    """One cache call (one Redis script): store the turn once per id, renew the
+    session's idle time, trim it, and keep the client within its cap of sessions.
+    An existing session is only appended to while it exists: one that expired
+    or was evicted since it was checked is a 404, never recreated."""
+    try:
+        response = await cache.request(
+            "POST",
+            _history_path(client_id, session_id),
+            idempotent=True,  # stored once per item_id
+            json={
+                "value": turn.model_dump_json(),
+                "item_id": turn.id,
+                "ttl_seconds": settings.session_idle_seconds,
+                "max_length": settings.max_turns_per_session,
+                "must_exist": not new,
+                "group": {
+                    "key": f"sessions:{client_id}",
+                    "max_lists": settings.max_sessions_per_client,
+                },
+            },
+        )
+    except NotFoundError as exc:
+        raise _unknown(session_id) from exc
+    result = response.json()
+    span = trace.get_current_span()
+    if result["evicted"]:
+        span.set_attribute("chat.sessions.evicted", result["evicted"])
+        _log.info("client %s over its session cap: its least recent session evicted", client_id)
+    if result["appended"]:
+        return _Stored(result["trimmed"], None)
+    first = ChatTurn.model_validate_json(result["stored"])
+    span.set_attribute("chat.turn.replayed", True)
+    if first.message != turn.message:
+        raise ProblemError(
+            422, f"This {IDEMPOTENCY_KEY_HEADER} was used for another message in this session."
+        )
+    return _Stored(result["trimmed"], first)
 
 
 async def _cached_reply(cache: ServiceClient, key: str) -> str | None:

@@ -1,4 +1,4 @@
-from pydantic import HttpUrl, NonNegativeFloat, NonNegativeInt, PositiveInt
+from pydantic import Field, HttpUrl, NonNegativeFloat, NonNegativeInt, PositiveInt
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import DownstreamSettings, ServiceUrls
@@ -15,6 +15,13 @@ class ChatSettings(DownstreamSettings):
     thinking_base_ms: NonNegativeInt = 50
     thinking_per_char_ms: NonNegativeFloat = 1.0
     thinking_max_ms: NonNegativeInt = 1_500
-    # Cached replies expire, and Redis may evict them under memory pressure;
-    # histories never expire and are never evicted (see deploy/redis/redis.conf).
+    # Cached replies expire: they can be made again.
     reply_ttl_seconds: PositiveInt = 3_600
+    # Sessions (services/chat/routes.py): a session expires this long after its
+    # last turn; a client keeps at most this many (a new one evicts the least
+    # recently used); a history keeps its newest turns. Together they bound what
+    # one client can hold in Redis: sessions x turns x a turn (at most ~8 KB).
+    session_idle_seconds: int = Field(default=86_400, ge=1, le=30 * 86_400)
+    max_sessions_per_client: int = Field(default=50, ge=1, le=100_000)
+    # At most the cache's CACHE_MAX_LIST_LENGTH (the cache keeps no more).
+    max_turns_per_session: int = Field(default=100, ge=1, le=100_000)

@@ -22,17 +22,25 @@ from httpx_aiohttp import AiohttpTransport
 from services.common.balancing import Endpoint, Endpoints, NoEndpointError
 from services.common.deadline import budget_header, remaining_seconds
 from services.common.faults import Faults, InjectedFaultError
-from services.common.problems import PROBLEM_JSON, DownstreamError, NotFoundError, ProblemError
+from services.common.problems import (
+    DOWNSTREAM_TYPE,
+    PROBLEM_JSON,
+    CalleeError,
+    DownstreamError,
+    NotFoundError,
+    ProblemError,
+)
 from services.common.settings import DownstreamSettings
 from services.telemetry import Telemetry
 
 _log = logging.getLogger(__name__)
 
 
-# Calls that can be sent twice without doing twice what they do.
+# Calls that can be sent twice without doing twice what they do (a POST can
+# say it is, when it carries an id the callee stores it once under).
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
-# A first attempt failing like this may be a blip (a connection reset, a replica
-# restarting): worth one more try. A timeout is not: it already spent the time.
+# A callee's own answers worth one more try: it is restarting, or overloaded
+# for a moment. A 504 is not: it already spent the time.
 _RETRYABLE = frozenset({502, 503})
 
 
@@ -47,7 +55,9 @@ class ServiceClient:
     # (the gateway's relay to the Collector) goes where it says.
     endpoints: Endpoints
 
-    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    async def request(
+        self, method: str, url: str, *, idempotent: bool | None = None, **kwargs: Any
+    ) -> httpx.Response:
         """Send a request within the current request's budget; return a 2xx
         response, raise a ProblemError otherwise.
 
@@ -55,19 +65,28 @@ class ServiceClient:
         session, invalid input): it is relayed with its status and detail.
         Anything else is the downstream service's failure, named in the detail
         with the cause it gave ("cache: Redis is unavailable."): 503 when it is
-        unreachable or says so, 504 when out of time, 502 otherwise. Idempotent
-        calls get one more try after a 502/503, with jitter, if time is left: on
-        the next replica, since every attempt takes the next one.
+        unreachable or says so, 504 when out of time, 502 otherwise.
+
+        Retries: an idempotent call (GET, PUT, DELETE; a POST when the caller
+        says so) gets one more try, with jitter, if time is left, and only when
+        this hop failed (CalleeError): unreachable, a broken connection, or a
+        502/503 of the callee's own. A failure the callee relays from below
+        (problem type DOWNSTREAM_TYPE, "cache: Redis is unavailable.") is not
+        retried: the callee already tried what it could, and retrying at every
+        hop would multiply the calls to whatever is failing. Every attempt goes
+        to the next replica.
         """
-        attempts = 2 if method in _IDEMPOTENT else 1
+        if idempotent is None:
+            idempotent = method in _IDEMPOTENT
+        attempts = 2 if idempotent else 1
         for attempt in range(1, attempts + 1):
             try:
                 return await self._send(method, url, **kwargs)
-            except DownstreamError as failure:
+            except CalleeError as failure:
                 left = remaining_seconds()
                 pause = random.uniform(0.01, 0.05)  # noqa: S311 (jitter, not a secret)
                 more_time = left is None or left > pause + 0.1
-                if attempt == attempts or failure.status not in _RETRYABLE or not more_time:
+                if attempt == attempts or not more_time:
                     raise
                 _log.info("retrying %s %s %s after: %s", self.name, method, url, failure.detail)
                 await asyncio.sleep(pause)
@@ -78,16 +97,23 @@ class ServiceClient:
         if response.is_success:
             return response
         is_problem = response.headers.get("content-type") == PROBLEM_JSON
-        detail = str(response.json().get("detail", "")) if is_problem else ""
+        problem = response.json() if is_problem else {}
+        detail = str(problem.get("detail", ""))
+        status = response.status_code
         if response.is_client_error and is_problem:
-            if response.status_code == 404:
+            if status == 404:
                 raise NotFoundError(detail)
-            raise ProblemError(response.status_code, detail)
-        if is_problem and response.status_code in (502, 503, 504):
+            raise ProblemError(status, detail)
+        if is_problem and status in (502, 503, 504):
             # It says what failed below it: keep the status, name the hop.
             named = detail if detail.startswith(f"{self.name}:") else f"{self.name}: {detail}"
-            raise DownstreamError(response.status_code, named)
-        raise DownstreamError(502, f"{self.name}: failed ({response.status_code}).")
+            relayed = problem.get("type") == DOWNSTREAM_TYPE
+            if relayed or status not in _RETRYABLE:
+                raise DownstreamError(status, named)
+            raise CalleeError(status, named)
+        if status in _RETRYABLE:  # a proxy's, or a server's without a problem body
+            raise CalleeError(502, f"{self.name}: failed ({status}).")
+        raise DownstreamError(502, f"{self.name}: failed ({status}).")
 
     async def exchange(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """Send one request within the current request's budget and return the
@@ -105,13 +131,13 @@ class ServiceClient:
         try:
             await self.faults.inject(self.name)
         except InjectedFaultError as exc:
-            raise DownstreamError(503, f"{self.name}: unreachable (injected fault).") from exc
+            raise CalleeError(503, f"{self.name}: unreachable (injected fault).") from exc
         replica: Endpoint | None = None
         if url.startswith("/"):
             try:
                 replica = await self.endpoints.pick()
             except NoEndpointError as exc:
-                raise DownstreamError(503, f"{self.name}: unreachable (no address).") from exc
+                raise CalleeError(503, f"{self.name}: unreachable (no address).") from exc
             url = replica.url(url)
             if replica.host_header:  # the name the URL gave, not the IP called
                 headers["Host"] = replica.host_header
@@ -120,11 +146,11 @@ class ServiceClient:
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             if replica is not None:
                 self.endpoints.failed(replica)
-            raise DownstreamError(503, f"{self.name}: unreachable.") from exc
+            raise CalleeError(503, f"{self.name}: unreachable.") from exc
         except httpx.TimeoutException as exc:
             raise DownstreamError(504, f"{self.name}: no answer in time.") from exc
         except httpx.TransportError as exc:
-            raise DownstreamError(502, f"{self.name}: the connection failed.") from exc
+            raise CalleeError(502, f"{self.name}: the connection failed.") from exc
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ The exceptions a service raises on purpose::
     ProblemError          an error the client sees: status, detail (401, 429, ...)
      ├── NotFoundError    404: no such session or key (callers catch it: a cache miss)
      └── DownstreamError  a service we call failed: 502 bad answer, 503 unreachable,
-                          504 too slow
+          │               504 too slow (answered with type DOWNSTREAM_TYPE)
+          └── CalleeError the service we call failed itself: unreachable, its
+                          connection broken, or its own 502/503 (not one it relays)
 
 Validation errors become 422 (400 for a body that is not JSON at all), a body
 over the app's limit 413; any other exception becomes a 500 whose body says
@@ -105,8 +107,22 @@ class NotFoundError(ProblemError):
         self.type = NOT_THERE_TYPE
 
 
+# The type of a 5xx a service answers because something it calls failed. Its
+# caller knows from it that the failure is further down: retrying would only
+# send the failing part more calls (each hop retrying multiplies them).
+DOWNSTREAM_TYPE = "urn:otel-chat-demo:problem:downstream-failed"
+
+
 class DownstreamError(ProblemError):
     """Not the client's fault: logged, and recorded on the server span."""
+
+    type = DOWNSTREAM_TYPE
+
+
+class CalleeError(DownstreamError):
+    """The called service itself failed (services.common.http_client): a blip
+    of that hop (a connection reset, a replica restarting), so an idempotent
+    call is worth one more try; its own callers see a DownstreamError like any."""
 
 
 def problem_response(

@@ -14,6 +14,7 @@ from services.common.app import (
     create_service_app,
 )
 from services.common.http_client import Downstream
+from services.common.models import IDEMPOTENCY_KEY_HEADER
 from services.gateway import otlp, page, routes
 from services.gateway.edge import (
     AllowedHosts,
@@ -70,7 +71,13 @@ def create_app(settings: GatewaySettings | None = None, wiring: Wiring = PRODUCT
         CORSMiddleware,
         allow_origins=settings.cors_allow_origins,
         allow_methods=["GET", "POST"],
-        allow_headers=["Content-Type", API_KEY_HEADER, "traceparent", "tracestate"],
+        allow_headers=[
+            "Content-Type",
+            API_KEY_HEADER,
+            IDEMPOTENCY_KEY_HEADER,
+            "traceparent",
+            "tracestate",
+        ],
         expose_headers=[TRACE_ID_HEADER, "traceresponse", "RateLimit", "RateLimit-Policy"],
     )
     return app

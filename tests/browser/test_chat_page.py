@@ -130,6 +130,32 @@ def test_a_reload_shows_the_conversation_again(visit: Visit) -> None:
     assert visit.console_errors == []
 
 
+def test_a_history_over_its_cap_shows_its_newest_turns_and_says_so(
+    visit: Visit, gateway: str
+) -> None:
+    # More turns than a history keeps (CHAT_MAX_TURNS_PER_SESSION, 100), sent by the API.
+    session_id = ""
+    with httpx.Client(base_url=gateway, headers={"X-API-Key": DEMO_API_KEY}) as api:
+        for n in range(103):
+            body = {"message": f"turn {n}"} | ({"session_id": session_id} if session_id else {})
+            answer = api.post("/chat", json=body, timeout=10).json()
+            session_id = answer["session_id"]
+    assert answer["history_trimmed"] == 3
+    page = open_chat(visit)
+    page.evaluate(f"sessionStorage.setItem('otel-chat-demo.session-id', '{session_id}')")
+    page.reload()
+    expect(page.locator(".turn.notice")).to_have_text("3 earlier turns are no longer kept.")
+    turns = page.locator(".turn.user")
+    expect(turns).to_have_count(100)
+    expect(turns.first).to_have_text("turn 3")
+    expect(turns.last).to_have_text("turn 102")
+    # The next reply is saved and says the history is full.
+    send(page, "one more")
+    badge = page.locator(".turn.assistant").last.locator(".badge.trimmed")
+    expect(badge).to_have_text("history full")
+    assert visit.console_errors == []
+
+
 @contextmanager
 def cache_unreachable_from_chat(stack: NativeStack) -> Iterator[None]:
     """Every call of the chat service to the cache fails (a fault, for the block)."""

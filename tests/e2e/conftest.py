@@ -90,8 +90,8 @@ def failures(stack: NativeStack, traffic: Traffic) -> None:
 
     A value of the wrong type where the chat service's cached reply for a message
     would be (the cache store keeps values under ``value:<key>``) makes the cache's
-    Redis read fail: a Redis span with an error status, a 502 from the cache (twice:
-    the chat service retries the read once), and a degraded reply, all in traces
+    Redis read fail: a Redis span with an error status, a 502 from the cache (once:
+    a failure the cache relays from Redis is not retried), and a degraded reply, all in traces
     the gateway started (the span counts of test_nothing_lost count those traces).
     """
     message = f"a reply whose cache entry is broken {uuid.uuid4().hex[:6]}"

@@ -39,6 +39,6 @@ def test_every_pooled_connection_is_fresh_once_redis_is_back(log_dir: Path) -> N
         # Redis is gone: one request sees it (on one of the pooled connections).
         assert asyncio.run(_appends(cache, "while-away", count=1)) == [503]
         with running("redis-b", command, ready=redis_ping(redis_port), log_dir=log_dir):
-            # A history append is never retried: a dead pooled connection would
-            # fail it, and the turn would go unsaved.
+            # A dead pooled connection would fail an append, and the turn would
+            # go unsaved: chat does not retry a failure the cache relays from Redis.
             assert asyncio.run(_appends(cache, "after")) == [200] * CONCURRENT

@@ -11,6 +11,7 @@ from devstack.processes import free_port
 from services.cache.main import create_app as create_cache
 from services.cache.settings import CacheSettings
 from services.chat.settings import ChatSettings
+from services.common.faults import Fault
 from services.gateway.settings import DEMO_API_KEY, GatewaySettings
 from services.telemetry import configure_telemetry
 from tests.unit.conftest import Chain, InMemoryTelemetry, attrs
@@ -56,16 +57,34 @@ class TestRedisDown:
         assert response.status_code == 503
         assert response.json()["detail"] == "chat: cache: Redis is unavailable."
 
-    async def test_idempotent_calls_get_one_retry_and_appends_none(self, chain: Chain) -> None:
+    async def test_a_failure_relayed_from_below_is_not_retried(self, chain: Chain) -> None:
         await chain.chat("count my attempts")
-        calls = [
-            (attrs(s)["http.request.method"], attrs(s)["url.full"].split("/")[3])
-            for s in chain.spans("chat")
-            if s.kind is SpanKind.CLIENT
-        ]
-        # The lookup (GET) twice; no reply is stored after a failed lookup; the
-        # history append (POST) once.
-        assert calls == [("GET", "cache"), ("GET", "cache"), ("POST", "lists")]
+        # The lookup (GET) once: the cache relays Redis's failure, and another
+        # try would only reach the same Redis. No reply is stored after a failed
+        # lookup; the history append (POST) once.
+        assert _cache_calls(chain) == [("GET", "cache"), ("POST", "lists")]
+
+
+def _cache_calls(chain: Chain) -> list[tuple[str, str]]:
+    return [
+        (attrs(s)["http.request.method"], attrs(s)["url.full"].split("/")[3])
+        for s in chain.spans("chat")
+        if s.kind is SpanKind.CLIENT
+    ]
+
+
+class TestCacheFailingItself:
+    @pytest.fixture
+    def cache_settings(self, redis_url: str) -> CacheSettings:
+        down = Fault(error_rate=1.0, status=503)  # the cache's own 503, not Redis's
+        return CacheSettings(redis_url=redis_url, faults={"self": down})
+
+    async def test_a_hops_own_failure_is_retried_once_appends_too(self, chain: Chain) -> None:
+        response = await chain.chat("count my attempts")
+        assert response.json()["history_saved"] is False
+        # Every call twice: the append too, since the cache stores a turn once
+        # per id whatever number of times it is sent.
+        assert _cache_calls(chain) == [("GET", "cache")] * 2 + [("POST", "lists")] * 2
 
 
 class TestOutOfTime:

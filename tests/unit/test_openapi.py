@@ -24,3 +24,15 @@ def test_every_error_status_is_documented_as_problem_json() -> None:
         ].keys()
     security = paths["/chat"]["post"]["security"]
     assert security == [{"APIKeyHeader": []}]
+
+
+def test_history_pages_and_turn_ids_are_in_the_document() -> None:
+    app = create_app(GatewaySettings(), InMemoryTelemetry().wiring())
+    paths = app.openapi()["paths"]
+    history = {p["name"]: p for p in paths["/chat/{session_id}/history"]["get"]["parameters"]}
+    limit = history["limit"]["schema"]
+    assert (limit["minimum"], limit["maximum"], limit["default"]) == (1, 100, 20)
+    assert history["cursor"]["in"] == "query"
+    chat = {p["name"]: p for p in paths["/chat"]["post"]["parameters"]}
+    key = chat["Idempotency-Key"]
+    assert key["in"] == "header" and "pattern" in str(key["schema"])

@@ -63,25 +63,41 @@ function startChat() {
   loadHistory();
 }
 
+// The most turns one history page holds (the gateway's documented maximum).
+const HISTORY_PAGE = 100;
+
 async function loadHistory() {
   const sessionId = store.getItem(SESSION_ITEM);
   if (!sessionId) return;
-  const response = await fetch(`/chat/${sessionId}/history`, { headers: authHeaders() });
-  if (response.status === 404) {
-    // Expired, or another key's: start afresh.
-    store.removeItem(SESSION_ITEM);
-    showSession(null);
-    return;
-  }
-  if (!response.ok) {
-    showProblem(await response.json().catch(() => ({})), response);
-    return;
-  }
-  const history = await response.json();
-  for (const turn of history.turns) {
-    addTurn("user", turn.message);
-    addReply({ ...turn, history_saved: true, degraded: false });
-  }
+  // A page at a time, oldest first, following each page's cursor to the newest.
+  let cursor = null;
+  do {
+    const query = new URLSearchParams({ limit: String(HISTORY_PAGE) });
+    if (cursor) query.set("cursor", cursor);
+    const response = await fetch(`/chat/${sessionId}/history?${query}`, {
+      headers: authHeaders(),
+    });
+    if (response.status === 404) {
+      // Expired, evicted by newer sessions of this key, or another key's: start afresh.
+      store.removeItem(SESSION_ITEM);
+      showSession(null);
+      $("conversation").replaceChildren();
+      return;
+    }
+    if (!response.ok) {
+      showProblem(await response.json().catch(() => ({})), response);
+      return;
+    }
+    const page = await response.json();
+    if (!cursor && page.trimmed) {
+      addTurn("notice", `${page.trimmed} earlier turns are no longer kept.`);
+    }
+    for (const turn of page.turns) {
+      addTurn("user", turn.message);
+      addReply({ ...turn, history_saved: true, degraded: false });
+    }
+    cursor = page.next_cursor;
+  } while (cursor);
 }
 
 /** The send button's click: the root span of this message's trace. */
@@ -172,6 +188,10 @@ function addReply(reply) {
   }
   if (!reply.history_saved) {
     meta.append(badge("not saved", "unsaved", "This turn is not in the session's history"));
+  }
+  if (reply.history_trimmed) {
+    const dropped = `The history keeps its newest turns: ${reply.history_trimmed} older ones dropped`;
+    meta.append(badge("history full", "trimmed", dropped));
   }
   if (reply.trace_id) meta.append(traceLink(reply.trace_id));
   item.append(meta);
