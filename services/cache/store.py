@@ -1,12 +1,13 @@
 """What the cache service keeps in Redis, and how.
 
 Values are strings under ``value:<key>``, always with a TTL; lists under
-``list:<key>``, with a TTL only if the caller asks for one. Redis evicts only
-keys that have a TTL (``volatile-lru``, deploy/redis/redis.conf), so under
-memory pressure cached values go and lists (chat histories) stay; when nothing
-is left to evict, writes are refused rather than anything acknowledged lost.
-Hit and miss counts live in Redis too (hash ``stats``), so ``GET /stats`` is
-right however many workers or replicas serve it.
+``list:<key>``, with a TTL only if the caller asks for one. Redis never evicts
+anything (``noeviction``, deploy/redis/redis.conf): a full Redis refuses writes
+(503 "Redis is full"), so nothing acknowledged is lost, and cached values make
+room again only when their TTL runs out. Hit and miss counts live in Redis too
+(hash ``stats``), so ``GET /stats`` is right however many workers or replicas
+serve it. The service connects as the ACL user ``cache``, which may touch only
+these keys (scripts/gen_redis_acl.py).
 """
 
 import logging
@@ -116,6 +117,7 @@ class RedisConnection:
     async def open(self, app: FastAPI, telemetry: Telemetry) -> AsyncIterator[None]:
         async with open_redis(
             str(self._settings.redis_url),
+            password=self._settings.redis_password_value(),
             timeout_seconds=self._settings.redis_timeout_seconds,
             telemetry=telemetry,
         ) as redis:

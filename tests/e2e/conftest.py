@@ -1,8 +1,8 @@
 """The whole native pipeline, started once for these tests on free ports.
 
-gateway -> chat -> cache -> Redis, exporting to the Collector (the very same
-otel-collector/config.yaml), which feeds Jaeger (traces), Prometheus (metrics)
-and VictoriaLogs (logs). See devstack.native for what stands in for what.
+gateway -> chat -> cache -> Redis (and the gateway's limits Redis), exporting to the
+Collector (the very same otel-collector/config.yaml), which feeds Jaeger (traces),
+Prometheus (metrics) and VictoriaLogs (logs). See devstack.native for what stands in for what.
 """
 
 import uuid
@@ -17,6 +17,7 @@ from redis import Redis
 
 from devstack.backends import Backends
 from devstack.native import NativeStack, Ports, native_stack
+from devstack.redis_servers import admin_url
 from services.chat.assistant import reply_cache_key
 from services.gateway.settings import DEMO_API_KEY
 
@@ -95,7 +96,7 @@ def failures(stack: NativeStack, traffic: Traffic) -> None:
     the gateway started (the span counts of test_nothing_lost count those traces).
     """
     message = f"a reply whose cache entry is broken {uuid.uuid4().hex[:6]}"
-    with Redis(port=stack.ports.redis) as redis:
+    with Redis.from_url(admin_url(stack.ports.redis)) as redis:
         redis.rpush(f"value:{reply_cache_key(message)}", "a list where a string should be")
     gateway = f"http://127.0.0.1:{stack.ports.entry}"
     with httpx.Client(base_url=gateway, headers={"X-API-Key": DEMO_API_KEY}, timeout=10) as client:

@@ -12,6 +12,7 @@ import pytest
 from devstack.native import DEMO_ADMIN_KEY
 from services import registry
 from services.gateway.settings import DEMO_API_KEY
+from tests.conftest import RedisServers
 from tests.integration.conftest import Stack, chain
 from tests.support.otlp import otlp_receiver
 
@@ -22,7 +23,7 @@ HANG = {"latency_ms": 20_000}
 
 
 @pytest.fixture(scope="module")
-def budgeted(redis_url: str, log_dir: Path) -> Iterator[Stack]:
+def budgeted(redis_servers: RedisServers, log_dir: Path) -> Iterator[Stack]:
     env = {
         "GATEWAY_REQUEST_BUDGET_SECONDS": str(BUDGET),
         "CHAT_THINKING_BASE_MS": "100",
@@ -32,7 +33,7 @@ def budgeted(redis_url: str, log_dir: Path) -> Iterator[Stack]:
     # (with several workers, each would need its own call).
     with (
         otlp_receiver() as receiver,
-        chain(receiver, redis_url, log_dir, env, cache_workers=1) as running,
+        chain(receiver, redis_servers, log_dir, env, cache_workers=1) as running,
     ):
         yield running
 

@@ -9,7 +9,7 @@ import pytest
 
 from scripts.check_k8s import K8S, Manifest, render
 from services.common.settings import ServiceSettings
-from services.registry import REDIS, SERVICES, Service
+from services.registry import REDISES, SERVICES, Service
 
 OVERLAYS = sorted(path.name for path in (K8S / "overlays").iterdir())
 REDIS_PORT = 6379
@@ -57,7 +57,7 @@ def test_each_service_is_wired_as_the_registry_says(
         url = urlsplit(env[service.setting(dependency)]["value"])
         port = (
             REDIS_PORT
-            if dependency == REDIS
+            if dependency in REDISES
             else next(s.port for s in SERVICES if s.name == dependency)
         )
         assert (url.hostname, url.port) == (dependency, port)
