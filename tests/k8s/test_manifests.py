@@ -3,6 +3,7 @@ settings say: what the API server cannot know (a misspelt setting is just anothe
 environment variable to it)."""
 
 import importlib
+from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
 import pytest
@@ -61,6 +62,14 @@ def test_each_service_is_wired_as_the_registry_says(
             else next(s.port for s in SERVICES if s.name == dependency)
         )
         assert (url.hostname, url.port) == (dependency, port)
+    if service.redis is not None:
+        # As the ACL user of its name, the password a file from its own Secret.
+        assert urlsplit(env[service.setting(service.redis)]["value"]).username == service.name
+        password = PurePosixPath(env[f"{service.name.upper()}_REDIS_PASSWORD_FILE"]["value"])
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        secret = volumes[mounts[str(password.parent)]]["secret"]["secretName"]
+        assert secret == f"redis-{service.name}-password"
 
     # Every <SERVICE>_* variable is a setting the service has.
     prefix = f"{service.name.upper()}_"
@@ -85,3 +94,41 @@ def test_each_service_autoscales_and_survives_a_drain(
     assert "replicas" not in find(manifests, "Deployment", service.name)["spec"]
     budget = find(manifests, "PodDisruptionBudget", service.name)
     assert budget["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": service.name}
+
+
+@pytest.mark.parametrize("redis", REDISES)
+def test_each_redis_runs_its_own_configuration_and_users(
+    manifests: list[Manifest], redis: str
+) -> None:
+    (workload,) = (
+        m
+        for m in manifests
+        if m["kind"] in ("StatefulSet", "Deployment") and m["metadata"]["name"] == redis
+    )
+    pod = workload["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"][:2] == ["redis-server", f"/usr/local/etc/redis/{redis}.conf"]
+    acl = PurePosixPath(container["args"][container["args"].index("--aclfile") + 1])
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes[mounts[str(acl.parent)]]["secret"]["secretName"] == f"{redis}-acl"
+    assert acl.name == f"{redis}.acl"
+    assert find(manifests, "Service", redis)["spec"]["ports"][0]["port"] == REDIS_PORT
+
+
+def test_the_demo_secrets_are_only_in_the_dev_overlay() -> None:
+    """Every Secret a workload reads exists in dev (the demo's); production has none of
+    them: its operators create their own (deploy/k8s/README.md)."""
+    by_overlay = {name: render(K8S / "overlays" / name).manifests for name in OVERLAYS}
+    needed = set()
+    for manifest in by_overlay["dev"]:
+        if manifest["kind"] in ("Deployment", "StatefulSet"):
+            pod = manifest["spec"]["template"]["spec"]
+            needed |= {v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v}
+    secrets = {
+        name: {m["metadata"]["name"] for m in ms if m["kind"] == "Secret"}
+        for name, ms in by_overlay.items()
+    }
+    assert needed >= {"redis-acl", "redis-limits-acl", "redis-cache-password"}
+    assert needed <= secrets["dev"]
+    assert secrets["production"] == set()
