@@ -65,7 +65,7 @@ class CacheStore:
 
     async def append(self, key: str, value: str, ttl_seconds: int | None, max_length: int) -> int:
         """Append to a list and keep its newest ``max_length`` items. With a TTL,
-        renew it; without, the list is kept (no expiry, so never evicted either)."""
+        renew it; without, the list is kept (no expiry)."""
         await self._fault()
         pipe = self._redis.pipeline(transaction=True)
         pipe.rpush(f"list:{key}", value)

@@ -15,6 +15,6 @@ class ChatSettings(DownstreamSettings):
     thinking_base_ms: NonNegativeInt = 50
     thinking_per_char_ms: NonNegativeFloat = 1.0
     thinking_max_ms: NonNegativeInt = 1_500
-    # Cached replies expire, and Redis may evict them under memory pressure;
-    # histories never expire and are never evicted (see deploy/redis/redis.conf).
+    # Cached replies expire; Redis evicts nothing, so a full Redis refuses writes
+    # until some have (see deploy/redis/redis.conf).
     reply_ttl_seconds: PositiveInt = 3_600
