@@ -83,7 +83,7 @@ LIMIT_WINDOW_SECONDS = 60
 FILLERS = {f"drill-filler-key-{n}": f"drill-filler-{n}" for n in range(8)}
 FILLER_MESSAGE = "fill " + "x" * (MAX_MESSAGE_CHARS - 5)
 FILLER_TURNS_PER_SESSION = 25
-FILLER_WORKERS = 6
+FILLER_WORKERS = 3
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ class Plan:
     recovery_deadline: float
     workers: int = 4
     period: float = 0.2  # each worker: one request per period at most (<= 20 req/s)
-    redis_headroom_bytes: int = 2 << 20  # redis-full: maxmemory = used + this
+    redis_headroom_bytes: int = 1 << 20  # redis-full: maxmemory = used + this
     sdk_env: dict[str, str] = field(default_factory=dict)
 
 

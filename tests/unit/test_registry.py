@@ -175,6 +175,17 @@ def test_compose_agrees_with_the_registry(compose: dict[str, Any]) -> None:
     assert compose_problems(compose) == []
 
 
+# Networks: each container on exactly those of what it calls and serves, not one more.
+EXTRA_NETWORKS = {
+    "redis reachable from chat": ("chat", "redis"),
+    "the gateway reaching the cache": ("gateway", "cache"),
+    "redis on the telemetry network": ("redis", "telemetry"),
+    "the limits redis reachable from the cache": ("cache", "redis-limits"),
+    "chat on the edge": ("chat", "edge"),
+    "a backend on the telemetry network": ("prometheus", "telemetry"),
+}
+
+
 def _drifted(compose: dict[str, Any], change: str) -> dict[str, Any]:
     drifted = copy.deepcopy(compose)
     services = drifted["services"]
@@ -204,19 +215,9 @@ def _drifted(compose: dict[str, Any], change: str) -> dict[str, Any]:
     elif change == "a password file that is no secret":
         environment = services["gateway"]["environment"]
         environment["GATEWAY_REDIS_PASSWORD_FILE"] = "/app/redis.txt"  # noqa: S105 (a path)
-    # Networks: each container on exactly those of what it calls and serves.
-    elif change == "redis reachable from chat":
-        services["chat"]["networks"].append("redis")
-    elif change == "the gateway reaching the cache":
-        services["gateway"]["networks"].append("cache")
-    elif change == "redis on the telemetry network":
-        services["redis"]["networks"].append("telemetry")
-    elif change == "the limits redis reachable from the cache":
-        services["cache"]["networks"].append("redis-limits")
-    elif change == "chat on the edge":
-        services["chat"]["networks"].append("edge")
-    elif change == "a backend on the telemetry network":
-        services["prometheus"]["networks"].append("telemetry")
+    elif change in EXTRA_NETWORKS:
+        container, network = EXTRA_NETWORKS[change]
+        services[container]["networks"].append(network)
     elif change == "on the default network":
         del services["redis-limits"]["networks"]
     elif change == "a network not internal":
