@@ -17,7 +17,8 @@ from redis import Redis
 
 from devstack.backends import Backends
 from devstack.native import NativeStack, Ports, native_stack
-from devstack.redis_servers import admin_url
+from devstack.redis_servers import admin_url, password_file
+from services import registry
 from services.chat.assistant import reply_cache_key
 from services.gateway.settings import DEMO_API_KEY
 
@@ -27,7 +28,11 @@ SECRET_HEADERS = {
     "Authorization": "Bearer e2e-secret-bearer-7f3a",
     "Cookie": "session=e2e-secret-cookie-9c1d",
 }
-SECRET_VALUES = (DEMO_API_KEY, "e2e-secret-bearer-7f3a", "e2e-secret-cookie-9c1d")
+# The Redis passwords the services read from their files: never in telemetry either.
+REDIS_PASSWORDS = tuple(
+    password_file(s.name).read_text().rstrip("\n") for s in registry.SERVICES if s.redis
+)
+SECRET_VALUES = (DEMO_API_KEY, "e2e-secret-bearer-7f3a", "e2e-secret-cookie-9c1d", *REDIS_PASSWORDS)
 
 
 @dataclass(frozen=True)
