@@ -403,12 +403,11 @@ def run_bench(
 def _variant_env(variant: Variant, db: int, ports: Ports) -> dict[str, str]:
     """A variant's settings; its own database in each Redis, its own environment name
     (the label that tells its spans apart in the SDK metrics)."""
-    redis_ports = {registry.REDIS: ports.redis, registry.REDIS_LIMITS: ports.redis_limits}
     return {
         "OTEL_RESOURCE_ATTRIBUTES": f"deployment.environment.name=bench-{variant.name}",
         **{
             service.setting(service.redis): registry.redis_url_as(
-                service.name, f"redis://127.0.0.1:{redis_ports[service.redis]}/{db}"
+                service.name, f"redis://127.0.0.1:{ports.redises[service.redis]}/{db}"
             )
             for service in registry.SERVICES
             if service.redis is not None

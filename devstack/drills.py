@@ -169,8 +169,7 @@ class Lab:
 
     def redis(self, name: str = registry.REDIS) -> Redis:
         """A Redis of the stack, as its admin (the services' own users may not CONFIG)."""
-        port = self.ports.redis if name == registry.REDIS else self.ports.redis_limits
-        return Redis.from_url(admin_url(port), decode_responses=True)
+        return Redis.from_url(admin_url(self.ports.redises[name]), decode_responses=True)
 
     def pid(self, name: str) -> int | None:
         return next((r.pid for r in self.stack.running if r.name == name), None)

@@ -96,6 +96,11 @@ class Ports:
     victoria_logs: int = 9428
 
     @property
+    def redises(self) -> dict[str, int]:
+        """Each Redis's port, by its name in services/registry.py."""
+        return {registry.REDIS: self.redis, registry.REDIS_LIMITS: self.redis_limits}
+
+    @property
     def entry(self) -> int:
         """The port clients call (services/registry.py: the entry service's)."""
         return self.services[registry.ENTRY.name]
@@ -233,7 +238,7 @@ def service_components(ports: Ports, env: Mapping[str, str] | None = None) -> li
     urls = {
         name: ",".join(f"{LOOPBACK}:{port}" for port in ports.of(name)) for name in ports.services
     }
-    urls |= redis_urls({registry.REDIS: ports.redis, registry.REDIS_LIMITS: ports.redis_limits})
+    urls |= redis_urls(ports.redises)
     service_env = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"{LOOPBACK}:{ports.otlp_http}",
         "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=native",
