@@ -1,7 +1,8 @@
 """``make bench``: what telemetry costs, measured in one run on one machine.
 
-Copies of the chain gateway -> chat -> cache run side by side against one Redis,
-the same code with the same settings but for one variant each:
+Copies of the chain gateway -> chat -> cache run side by side against the same two
+Redis servers (a database of each per copy), the same code with the same settings but
+for one variant each:
 
 ==============  ==============================================================
 off             ``OTEL_SDK_DISABLED=true``: the same code and wrappers, nothing
@@ -17,7 +18,7 @@ off_httptools   ``off``, with the gateway on httptools instead of h11 (what the
 wrk loads each variant's gateway in turn, for several rounds, the order rotating
 each round. Per variant: median throughput, latency percentiles (medians of the
 rounds'), and the CPU seconds per request of every process (the chain's three,
-the Collector, Redis, the stores, and wrk itself, to show it is not the
+the Collector, both Redis servers, the stores, and wrk itself, to show it is not the
 bottleneck), read from /proc around each round. Spans: how many the services
 ended, and how many reached the trace store. A run with a failed request is
 rejected.
@@ -296,7 +297,7 @@ def _variant_pids(stack: NativeStack, prefix: str) -> dict[str, list[int]]:
     by_name = {process.name: process.pid for process in stack.running}
     pids = {service: [by_name[f"{service}{prefix}"]] for service in SERVICES}
     pids["otel-collector"] = [by_name["otel-collector"]]
-    pids["redis"] = [by_name["redis"]]
+    pids["redis"] = [by_name[redis] for redis in registry.REDISES]  # both: data and limits
     pids["stores (Jaeger, Prometheus, VictoriaLogs)"] = [by_name[s] for s in STORES]
     return pids
 
@@ -400,15 +401,16 @@ def run_bench(
 
 
 def _variant_env(variant: Variant, db: int, ports: Ports) -> dict[str, str]:
-    """A variant's settings; its own Redis database, its own environment name (the
-    label that tells its spans apart in the SDK metrics)."""
-    redis_url = f"redis://127.0.0.1:{ports.redis}/{db}"
+    """A variant's settings; its own database in each Redis, its own environment name
+    (the label that tells its spans apart in the SDK metrics)."""
     return {
         "OTEL_RESOURCE_ATTRIBUTES": f"deployment.environment.name=bench-{variant.name}",
         **{
-            service.setting(registry.REDIS): redis_url
+            service.setting(service.redis): registry.redis_url_as(
+                service.name, f"redis://127.0.0.1:{ports.redises[service.redis]}/{db}"
+            )
             for service in registry.SERVICES
-            if registry.REDIS in service.dependencies
+            if service.redis is not None
         },
         **variant.env,
     }

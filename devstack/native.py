@@ -3,7 +3,8 @@
 ==============  ==========================  ========================================
 Docker service  native process              why
 ==============  ==========================  ========================================
-redis           redis-server (Debian)       the same server
+redis,          redis-server (Debian)       the same server, configurations and
+redis-limits                                users (devstack.redis_servers)
 gateway, chat,  uvicorn, from .venv         the same code and settings
 cache
 otel-collector  .tools/bin/otelcol (OCB)    the same otel-collector/config.yaml,
@@ -42,6 +43,8 @@ from devstack.processes import (
     stop_pid,
     wait_ready,
 )
+from devstack.redis_servers import password_environment, redis_command
+from devstack.redis_servers import urls as redis_urls
 from services import registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,6 +88,7 @@ class Ports:
     admin: Mapping[str, list[int]] = field(default_factory=_registry_admin_ports)
     # Not 6379: leave a Redis the machine may already run alone.
     redis: int = 6380
+    redis_limits: int = 6381  # the gateway's rate limits (devstack.redis_servers)
     otlp_grpc: int = 4317
     otlp_http: int = 4318
     collector_health: int = 13133
@@ -97,6 +101,11 @@ class Ports:
     jaeger_health: int = 13134
     jaeger_metrics: int = 8889
     victoria_logs: int = 9428
+
+    @property
+    def redises(self) -> dict[str, int]:
+        """Each Redis's port, by its name in services/registry.py."""
+        return {registry.REDIS: self.redis, registry.REDIS_LIMITS: self.redis_limits}
 
     @property
     def entry(self) -> int:
@@ -252,25 +261,6 @@ def uvicorn_settings(service: str) -> dict[str, str]:
     return {name: value for name, value in pairs}
 
 
-REDIS_CONFIG = REPO / "deploy/redis/redis.conf"  # the compose stack's, too
-
-
-def redis_command(port: int, data_dir: Path) -> list[str]:
-    """A redis-server on loopback with the stack's own configuration (append-only
-    file in ``data_dir``, bounded memory, only expiring keys evicted)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return [
-        "redis-server",
-        str(REDIS_CONFIG),
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--dir",
-        str(data_dir),
-    ]
-
-
 def service_components(ports: Ports, env: Mapping[str, str] | None = None) -> list[Component]:
     """The services on ``ports`` (every replica of each), wired to each other and to
     the Collector, callees first; ``env`` adds to or overrides their environment.
@@ -283,11 +273,12 @@ def service_components(ports: Ports, env: Mapping[str, str] | None = None) -> li
     urls = {
         name: ",".join(f"{LOOPBACK}:{port}" for port in ports.of(name)) for name in ports.services
     }
-    urls[registry.REDIS] = f"redis://127.0.0.1:{ports.redis}/0"
+    urls |= redis_urls(ports.redises)
     service_env = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"{LOOPBACK}:{ports.otlp_http}",
         "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=native",
         **registry.dependency_environment(urls),
+        **password_environment(),  # each service's Redis password: the demo's
         # The chat page links each reply's trace into Jaeger's API (no Grafana here).
         "GATEWAY_TRACE_LINK_TEMPLATE": f"{LOOPBACK}:{ports.jaeger_query}/api/v3/traces/"
         "{trace_id}",
@@ -341,9 +332,14 @@ def components(
 
     return [
         Component(
-            "redis",
+            registry.REDIS,
             redis_command(ports.redis, data / "redis"),
             redis_ping(ports.redis),
+        ),
+        Component(
+            registry.REDIS_LIMITS,
+            redis_command(ports.redis_limits, data / "redis-limits", registry.REDIS_LIMITS),
+            redis_ping(ports.redis_limits),
         ),
         Component(
             "jaeger",

@@ -11,7 +11,7 @@ sessions' histories.
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field
 
@@ -144,6 +144,49 @@ class Traffic:
             degraded=payload["degraded"],
         )
         return answer, payload["session_id"], payload["reply"]
+
+
+class Guesser:
+    """A client guessing API keys from a loopback address of its own (the other traffic
+    comes from 127.0.0.1): one ``POST /chat`` with a wrong key per ``period``. Over its
+    failed-authentication limit every request from that address is a 429, so a limit
+    that holds answers most of them 429, and one that fails open answers all 401."""
+
+    def __init__(
+        self,
+        gateway: str,
+        *,
+        period: float,
+        clock: Callable[[], float],
+        address: str = "127.0.0.2",
+    ) -> None:
+        self.gateway = gateway
+        self.period = period
+        self.clock = clock  # the steady traffic's, so that both share the drill's phases
+        self.address = address
+        self.answers: list[Answer] = []
+
+    async def run(self, stop: asyncio.Event) -> None:
+        transport = httpx.AsyncHTTPTransport(local_address=self.address)
+        async with httpx.AsyncClient(
+            base_url=self.gateway, transport=transport, timeout=10
+        ) as client:
+            guess = 0
+            while not stop.is_set():
+                guess += 1
+                at = self.clock()
+                try:
+                    response = await client.post(
+                        "/chat",
+                        json={"message": "hello"},
+                        headers={"X-API-Key": f"guessed-key-{guess}"},
+                    )
+                    status = response.status_code
+                except httpx.HTTPError:
+                    status = 0
+                self.answers.append(Answer(at, self.clock() - at, status))
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self.period)
 
 
 def count_lost_turns(acknowledged: Iterable[Turn], stored: list[Turn]) -> int:

@@ -10,9 +10,12 @@
 #                Collector environment, Tempo 3 / Loki 3.7 config lint (Loki's index
 #                labels), the Docker Engine/Compose version gate of `make up`, one `up`
 #                command line in code and docs, stop grace periods, Grafana's bundled
-#                plugins, trace id filters in Loki queries (scripts/check_stack.py)
+#                plugins, trace id filters in Loki queries, one configuration per Redis
+#                (scripts/check_stack.py)
 #   services     docker-compose.yml and the alert rules list the services of
-#                services/registry.py (scripts/check_services.py)
+#                services/registry.py, and its networks let each container reach only
+#                what it calls (scripts/check_services.py)
+#   redis-acl    the demo's Redis ACL files are what scripts/gen_redis_acl.py makes
 #   collector    otel-collector/config.yaml validated by the built Collector
 #                (scripts/check_collector.sh), then once more with exactly the
 #                environment docker-compose.yml gives the otel-collector service
@@ -108,6 +111,7 @@ fi
 
 check stack "${PY[@]}" scripts/check_stack.py
 check services "${PY[@]}" scripts/check_services.py
+check redis-acl "${PY[@]}" scripts/gen_redis_acl.py --check
 
 if [[ -x scripts/check_collector.sh ]]; then
   check collector scripts/check_collector.sh

@@ -18,6 +18,14 @@ drift:
   other service scalable (`docker compose up --scale
   chat=3`): no fixed container_name and no published host port, either of which
   two replicas cannot share.
+- docker-compose.yml's networks: every container joins exactly the networks it
+  needs, derived from the registry (a service a container calls or serves has a
+  network of its name holding it and its callers only; each Redis likewise; `edge`
+  holds the entry service and where its users come from; `telemetry` the services
+  and the Collector; `backends` the Collector and the stores), every network but
+  `edge` and `backends` is internal, and no container is on the default network.
+  A Redis URL names the caller as its ACL user, with <NAME>_REDIS_PASSWORD_FILE a
+  secret the service mounts.
 - deploy/prometheus/rules/alerts.yml: ServiceDown watches exactly the registry's
   services.
 
@@ -36,6 +44,23 @@ from services import registry
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = REPO / "docker-compose.yml"
 ALERTS = REPO / "deploy/prometheus/rules/alerts.yml"
+
+# Networks that are not named after what they reach.
+EDGE = "edge"  # the entry service and where its users come from; its port is published
+TELEMETRY = "telemetry"  # OTLP from the services to the Collector, and its health probe
+BACKENDS = "backends"  # the Collector and the stores; their ports are published too
+# Docker publishes a port only through a network with a way out: every other is internal.
+NOT_INTERNAL = {EDGE, BACKENDS}
+# The containers that are not the registry's services, and the networks of each.
+INFRASTRUCTURE = {
+    "loadgen": {EDGE, TELEMETRY},  # a user of the gateway: nothing else of the chain
+    "otel-collector": {TELEMETRY, BACKENDS},
+    "otel-collector-health": {TELEMETRY},  # probes the Collector as its clients do
+    "tempo": {BACKENDS},
+    "loki": {BACKENDS},
+    "prometheus": {BACKENDS},
+    "grafana": {BACKENDS},
+}
 
 
 def compose_problems(compose: dict[str, Any]) -> list[str]:
@@ -58,6 +83,51 @@ def compose_problems(compose: dict[str, Any]) -> list[str]:
             problems.append(f"{entry.name}: missing (services/registry.py lists it)")
             continue
         problems.extend(f"{entry.name}: {problem}" for problem in _service_problems(entry, service))
+    return problems + network_problems(compose)
+
+
+def expected_networks() -> dict[str, set[str]]:
+    """Each container's networks, derived from the registry: a network per called thing
+    (a service with callers, each Redis), holding it and its callers."""
+    called = {callee for _, callee in registry.edges()}
+    expected = {redis: {redis} for redis in registry.REDISES}
+    for entry in registry.SERVICES:
+        own = {entry.name} & called
+        edge = {EDGE} if entry == registry.ENTRY else set()
+        expected[entry.name] = {*entry.dependencies, *own, *edge, TELEMETRY}
+    return {**expected, **INFRASTRUCTURE}
+
+
+def network_problems(compose: dict[str, Any]) -> list[str]:
+    """Where a container is on a network it must not be on, or misses one it needs."""
+    services: dict[str, Any] = compose.get("services") or {}
+    declared: dict[str, Any] = compose.get("networks") or {}
+    expected = expected_networks()
+    problems = []
+    for name, service in services.items():
+        networks = service.get("networks") or []
+        joined = set(networks if isinstance(networks, list) else networks.keys())
+        if name not in expected:
+            problems.append(f"{name}: no network rule in scripts/check_services.py")
+            continue
+        if not joined:
+            problems.append(f"{name}: on the default network (every container names its own)")
+        for extra in sorted(joined - expected[name]):
+            problems.append(f"{name}: on network {extra}, which it must not be on")
+        for missing in sorted(expected[name] - joined):
+            problems.append(f"{name}: not on network {missing}")
+    for name in sorted(expected.keys() - services.keys()):
+        problems.append(f"{name}: missing (it has a network rule)")
+    needed = set().union(*expected.values())
+    for name in sorted(needed - declared.keys()):
+        problems.append(f"network {name}: not declared")
+    for name in sorted(declared.keys() - needed):
+        problems.append(f"network {name}: declared, but no container needs it")
+    for name, network in declared.items():
+        internal = bool((network or {}).get("internal"))
+        if internal == (name in NOT_INTERNAL):
+            want = "not internal: it carries published ports" if internal else "internal: true"
+            problems.append(f"network {name}: must be {want}")
     return problems
 
 
@@ -75,10 +145,18 @@ def _service_problems(entry: registry.Service, service: dict[str, Any]) -> list[
     environment = service.get("environment") or {}
     for dependency in entry.dependencies:
         url = str(environment.get(entry.setting(dependency), ""))
-        callee = registry.by_name(dependency) if dependency != registry.REDIS else None
-        expected_url = f"http://{callee.name}:{callee.port}" if callee else "redis://redis:"
+        if dependency in registry.REDISES:  # as the ACL user of its name
+            expected_url = registry.redis_url_as(entry.name, f"redis://{dependency}:")
+        else:
+            callee = registry.by_name(dependency)
+            expected_url = f"http://{callee.name}:{callee.port}"
         if not url.startswith(expected_url):
             problems.append(f"{entry.setting(dependency)}={url!r}, expected {expected_url}...")
+    if entry.redis is not None:
+        password_file = f"{entry.name.upper()}_REDIS_PASSWORD_FILE"
+        secret = str(environment.get(password_file, "")).removeprefix("/run/secrets/")
+        if secret not in (service.get("secrets") or []):
+            problems.append(f"{password_file} is not a secret it mounts (/run/secrets/...)")
     admin_key = f"{entry.name.upper()}_ADMIN_KEY"  # its /admin/faults (`make fault`)
     if admin_key not in environment:
         problems.append(f"no {admin_key} (make fault cannot reach it)")

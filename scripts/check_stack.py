@@ -27,11 +27,14 @@
    plugins (read-only root filesystem, plugin installs, plugin auto-updates).
 8. Trace ids in Loki queries: a Grafana variable that holds a trace id may come from
    Tempo's search, which drops leading zeros, so it is matched as `trace_id=~"0*$var"`.
-9. One Redis configuration: the compose Redis and the native one (devstack.native's
-   command line, which the tests use too) both run deploy/redis/redis.conf and set
-   nothing else of their own but where to listen and keep data; the file keeps the
-   settings that make acknowledged turns durable (append-only file) and histories
-   never evicted (only keys with a TTL may be).
+9. One configuration per Redis: the data Redis and the limits Redis, in compose and
+   natively (devstack.redis_servers' command lines, which the tests use too), each
+   run their own file (deploy/redis/redis.conf, redis-limits.conf) and set nothing of
+   their own but where to listen, keep data and find the users (--aclfile, a secret);
+   the files keep the settings that make acknowledged turns durable (the data Redis'
+   append-only file) and evict nothing in either (noeviction: not a history with an
+   idle TTL, not a live rate-limit counter), with a memory bound; both compose
+   containers run as a non-root user, read-only, with every capability dropped.
 
 Exit status 0 when all pass, 1 otherwise. Standard library plus PyYAML.
 """
@@ -523,48 +526,74 @@ def check_trace_id_filters() -> None:
                 )
 
 
-REDIS_CONFIG = "deploy/redis/redis.conf"
-# What a command line may add to the shared file: where to listen, where the data is.
-REDIS_PLACE_FLAGS = {"--port", "--bind", "--dir"}
-REDIS_DURABILITY = {
-    "appendonly": {"yes"},
-    "appendfsync": {"everysec", "always"},
-    "maxmemory-policy": {"volatile-lru", "volatile-lfu", "volatile-ttl", "volatile-random"},
+# Compose service (= registry name) -> its configuration file, and what that file must
+# keep: the data Redis durable (append-only file), neither Redis ever evicting (a history
+# with an idle TTL, a live rate-limit counter), and both bounded.
+REDIS_CONFIGS = {
+    "redis": (
+        "deploy/redis/redis.conf",
+        {"appendonly": {"yes"}, "appendfsync": {"everysec", "always"}},
+    ),
+    "redis-limits": ("deploy/redis/redis-limits.conf", {}),
 }
+REDIS_EVERY = {"maxmemory-policy": {"noeviction"}, "protected-mode": {"no"}}
+# What a command line may add to the shared file: where to listen, where the data is,
+# where the users are (a secret of each deployment).
+REDIS_PLACE_FLAGS = {"--port", "--bind", "--dir", "--aclfile"}
 
 
 def check_redis_config() -> None:
+    """Each Redis runs its own file in both stacks, adds only its place to it, keeps
+    the settings above, and runs unprivileged with a read-only root filesystem."""
     compose = load_yaml(REPO / "docker-compose.yml") or {}
-    redis = compose.get("services", {}).get("redis", {})
-    command = redis.get("command", [])
-    command = shlex.split(command) if isinstance(command, str) else [str(c) for c in command]
-    mounts = {
-        str(volume).split(":")[1]: str(volume).split(":")[0]
-        for volume in redis.get("volumes", [])
-        if str(volume).count(":") >= 1
-    }
-    if len(command) != 2 or command[0] != "redis-server":
-        fail("docker-compose.yml", f"redis: command {command} is not `redis-server <conf>`")
-    elif mounts.get(command[1]) != f"./{REDIS_CONFIG}":
-        fail("docker-compose.yml", f"redis: {command[1]} is not ./{REDIS_CONFIG} mounted")
-
     sys.path.insert(0, str(REPO))
-    from devstack.native import redis_command
+    from devstack.redis_servers import redis_command
 
-    with tempfile.TemporaryDirectory() as data_dir:
-        native = redis_command(6380, Path(data_dir))
-    flags = set(native[2::2])
-    if native[:2] != ["redis-server", str(REPO / REDIS_CONFIG)] or not flags <= REDIS_PLACE_FLAGS:
-        fail("devstack/native.py", f"redis_command sets more than {REDIS_PLACE_FLAGS}: {native}")
+    for name, (config, required) in REDIS_CONFIGS.items():
+        where = f"docker-compose.yml: {name}"
+        redis = compose.get("services", {}).get(name)
+        if redis is None:
+            fail("docker-compose.yml", f"no {name} service (scripts/check_stack.py REDIS_CONFIGS)")
+            continue
+        command = redis.get("command", [])
+        command = shlex.split(command) if isinstance(command, str) else [str(c) for c in command]
+        mounts = {
+            str(volume).split(":")[1]: str(volume).split(":")[0]
+            for volume in redis.get("volumes", [])
+            if str(volume).count(":") >= 1
+        }
+        secrets = {f"/run/secrets/{secret}" for secret in redis.get("secrets") or []}
+        if len(command) < 2 or command[0] != "redis-server":
+            fail(where, f"command {command} is not `redis-server <conf> ...`")
+        elif mounts.get(command[1]) != f"./{config}":
+            fail(where, f"{command[1]} is not ./{config} mounted")
+        elif (
+            dict(zip(command[2::2], command[3::2], strict=False))
+            != {"--aclfile": next(iter(secrets), "")}
+            or len(secrets) != 1
+        ):
+            fail(where, f"command {command}: adds anything but --aclfile <its one secret>")
+        if redis.get("read_only") is not True or redis.get("cap_drop") != ["ALL"]:
+            fail(where, "needs read_only: true and cap_drop: [ALL], like the other containers")
+        if str(redis.get("user", "0")).split(":")[0] in ("0", "root"):
+            fail(where, "runs as root: set user (the image's redis user needs no capability)")
 
-    settings: dict[str, str] = {}
-    for line in (REPO / REDIS_CONFIG).read_text(encoding="utf-8").splitlines():
-        words = line.split()
-        if words and not words[0].startswith("#"):
-            settings[words[0].lower()] = " ".join(words[1:]).strip('"')
-    for name, allowed in REDIS_DURABILITY.items():
-        if settings.get(name) not in allowed:
-            fail(REDIS_CONFIG, f"{name} is {settings.get(name)!r}, not one of {sorted(allowed)}")
+        with tempfile.TemporaryDirectory() as data_dir:
+            native = redis_command(6380, Path(data_dir), name)
+        flags = set(native[2::2])
+        if native[:2] != ["redis-server", str(REPO / config)] or not flags <= REDIS_PLACE_FLAGS:
+            fail("devstack/redis_servers.py", f"{name}: adds more than {REDIS_PLACE_FLAGS}")
+
+        settings: dict[str, str] = {}
+        for line in (REPO / config).read_text(encoding="utf-8").splitlines():
+            words = line.split()
+            if words and not words[0].startswith("#"):
+                settings[words[0].lower()] = " ".join(words[1:]).strip('"')
+        for setting, allowed in {**required, **REDIS_EVERY}.items():
+            if settings.get(setting) not in allowed:
+                fail(config, f"{setting} is {settings.get(setting)!r}, not in {sorted(allowed)}")
+        if not settings.get("maxmemory"):
+            fail(config, "no maxmemory: an unbounded Redis grows until the kernel kills it")
 
 
 def main() -> int:
@@ -586,7 +615,7 @@ def main() -> int:
     print(
         "check_stack: OK (image pins and their sources, Collector environment, Tempo and Loki "
         "configs, engine gate, `up` command line, stop grace periods, Grafana plugins, "
-        "trace id filters, one Redis configuration)"
+        "trace id filters, one configuration per Redis)"
     )
     return 0
 

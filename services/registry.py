@@ -11,7 +11,13 @@ what its ``/readyz`` checks): the next service, or Redis. The list runs from the
 entry point (the one clients call) down to the service that stores in Redis, so
 those form the chain gateway -> chat -> cache -> redis. A service may call more
 on the side, without depending on it (``uses``: the gateway's rate limits live in
-Redis, and it serves on when Redis is gone).
+a Redis of their own, redis-limits, and it serves on when that is gone).
+
+There are two Redis servers, not one, because eviction is a setting of a whole
+server: the limits must never compete with chat data for memory (deploy/redis/).
+Each is named here as compose, Kubernetes and the native stack name it; a service
+talks to one Redis at most, and reads where it is from ``<NAME>_REDIS_URL``
+whichever of the two it is, as the ACL user named after the service.
 
 Standard library only: ``make`` runs it with the system Python
 (``python3 -m services.registry names``), before any virtualenv exists.
@@ -21,7 +27,9 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-REDIS = "redis"  # the one dependency that is not one of our services
+REDIS = "redis"  # the data: chat histories and cached replies (the cache's store)
+REDIS_LIMITS = "redis-limits"  # the gateway's rate limits, and nothing else
+REDISES = (REDIS, REDIS_LIMITS)  # the dependencies that are not our services
 
 
 @dataclass(frozen=True)
@@ -34,7 +42,7 @@ class Service:
     admin_port: int
     # What it depends on: the next service, or REDIS.
     calls: str
-    # What else it calls, without needing it to serve (REDIS or a service).
+    # What else it calls, without needing it to serve (a Redis or a service).
     uses: tuple[str, ...] = ()
 
     @property
@@ -54,12 +62,22 @@ class Service:
 
     def setting(self, dependency: str) -> str:
         """The environment variable that says where ``dependency`` is
-        (``<NAME>_<DEPENDENCY>_URL``: its settings have a ``<dependency>_url`` field)."""
-        return f"{self.name.upper()}_{dependency.upper()}_URL"
+        (``<NAME>_<DEPENDENCY>_URL``, ``<NAME>_REDIS_URL`` for either Redis: its
+        settings have a ``<dependency>_url`` or ``redis_url`` field)."""
+        return f"{self.name.upper()}_{_setting_name(dependency).upper()}_URL"
+
+    @property
+    def redis(self) -> str | None:
+        """The Redis it calls, if any (one at most: see problems())."""
+        return next((d for d in self.dependencies if d in REDISES), None)
+
+
+def _setting_name(dependency: str) -> str:
+    return "redis" if dependency in REDISES else dependency
 
 
 SERVICES = (
-    Service("gateway", 8000, 8100, calls="chat", uses=(REDIS,)),  # rate limits in Redis
+    Service("gateway", 8000, 8100, calls="chat", uses=(REDIS_LIMITS,)),  # rate limits
     Service("chat", 8001, 8101, calls="cache"),
     Service("cache", 8002, 8102, calls=REDIS),
 )
@@ -79,7 +97,8 @@ def by_name(name: str) -> Service:
 
 def edges() -> tuple[tuple[str, str], ...]:
     """Caller -> callee, every call: the chain from the entry point down to Redis,
-    then the calls on the side."""
+    then the calls on the side (a Redis by its name here: the service graph, which
+    knows only the client spans' ``db.system.name``, calls both "redis")."""
     chain = [(service.name, service.calls) for service in SERVICES]
     side = [(service.name, used) for service in SERVICES for used in service.uses]
     return (*chain, *side)
@@ -92,8 +111,22 @@ def start_order() -> tuple[Service, ...]:
 
 def dependency_environment(urls: Mapping[str, str]) -> dict[str, str]:
     """Every service's ``<NAME>_<DEPENDENCY>_URL``, given the URL of each dependency
-    by name (every service's and ``redis``)."""
-    return {s.setting(dep): urls[dep] for s in SERVICES for dep in s.dependencies}
+    by name (every service's and each Redis's). A service reaches Redis as the ACL user
+    of its own name: ``redis://127.0.0.1:6380/0`` becomes ``redis://cache@127.0.0.1:6380/0``
+    for the cache (its password: ``<NAME>_REDIS_PASSWORD_FILE``, set by each stack)."""
+    return {
+        s.setting(dep): redis_url_as(s.name, urls[dep]) if dep in REDISES else urls[dep]
+        for s in SERVICES
+        for dep in s.dependencies
+    }
+
+
+def redis_url_as(user: str, url: str) -> str:
+    """``url`` (``redis://host:port/db``) with ``user`` as its user name."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" in rest:
+        raise ValueError(f"{url!r}: expected redis://host:port/db, without a user")
+    return f"{scheme}://{user}@{rest}"
 
 
 def problems() -> list[str]:
@@ -109,8 +142,11 @@ def problems() -> list[str]:
     for service, callee in zip(SERVICES, expected, strict=True):
         if service.calls != callee:
             found.append(f"{service.name} calls {service.calls}, the chain needs {callee}")
-        for used in set(service.uses) - {*names(), REDIS}:
+        for used in set(service.uses) - {*names(), *REDISES}:
             found.append(f"{service.name} uses {used}, which is neither a service nor Redis")
+        redises = [d for d in service.dependencies if d in REDISES]
+        if len(redises) > 1:  # one <NAME>_REDIS_URL, one ACL user
+            found.append(f"{service.name} calls {redises}: one Redis per service at most")
     return found
 
 

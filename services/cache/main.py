@@ -30,7 +30,7 @@ async def _redis_failed(request: Request, exc: Exception) -> Response:
         # By class, not by message: inside a transaction (a history append) redis-py
         # starts the message with the failing command, not with OOM.
         if isinstance(exc, OutOfMemoryError):
-            # maxmemory reached, nothing left to evict (see deploy/redis/redis.conf).
+            # maxmemory reached; Redis evicts nothing (see deploy/redis/redis.conf).
             failure = DownstreamError(503, "Redis is full: the write was refused.")
         else:  # e.g. WRONGTYPE: Redis is there, the command or the data is wrong
             failure = DownstreamError(502, "Redis rejected the command.")

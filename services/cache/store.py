@@ -2,11 +2,13 @@
 
 Values are strings under ``value:<key>``, always with a TTL. Lists (chat
 histories) are services/cache/lists.py's: appended to once per id, trimmed,
-read a page at a time, expiring when idle if the caller gives them a TTL. When
-Redis is full (``maxmemory``, deploy/redis/redis.conf) it refuses writes: the
-caller gets a 503 and nothing acknowledged is lost. Hit and miss counts live in
+read a page at a time, expiring when idle if the caller gives them a TTL. Redis
+never evicts anything (``noeviction``, deploy/redis/redis.conf): a full Redis
+refuses writes (503 "Redis is full"), so nothing acknowledged is lost, and cached
+values make room again only when their TTL runs out. Hit and miss counts live in
 Redis too (hash ``stats``), so ``GET /stats`` is right however many workers or
-replicas serve it.
+replicas serve it. The service connects as the ACL user ``cache``, which may touch
+only these keys and run only these commands (scripts/gen_redis_acl.py).
 """
 
 import logging
@@ -113,6 +115,7 @@ class RedisConnection:
     async def open(self, app: FastAPI, telemetry: Telemetry) -> AsyncIterator[None]:
         async with open_redis(
             str(self._settings.redis_url),
+            password=self._settings.redis_password_value(),
             timeout_seconds=self._settings.redis_timeout_seconds,
             telemetry=telemetry,
         ) as redis:

@@ -15,7 +15,8 @@ class ChatSettings(DownstreamSettings):
     thinking_base_ms: NonNegativeInt = 50
     thinking_per_char_ms: NonNegativeFloat = 1.0
     thinking_max_ms: NonNegativeInt = 1_500
-    # Cached replies expire: they can be made again.
+    # Cached replies expire: they can be made again. Redis evicts nothing, so a
+    # full Redis refuses writes until some have (see deploy/redis/redis.conf).
     reply_ttl_seconds: PositiveInt = 3_600
     # Sessions (services/chat/routes.py): a session expires this long after its
     # last turn; a client keeps at most this many (a new one evicts the least

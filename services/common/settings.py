@@ -1,9 +1,20 @@
 """Settings shared by every service; each service subclasses with its env prefix."""
 
 from ipaddress import IPv4Address
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, HttpUrl, IPvAnyAddress, PositiveFloat, PositiveInt
+from pydantic import (
+    BeforeValidator,
+    Field,
+    FilePath,
+    HttpUrl,
+    IPvAnyAddress,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.common.faults import FaultPlan
@@ -70,3 +81,29 @@ class DownstreamSettings(ServiceSettings):
     # How long the addresses a downstream's URLs resolve to are used before they
     # are resolved again: a new replica gets calls within this.
     resolve_ttl_seconds: PositiveFloat = 5.0
+
+
+class RedisCredentials(BaseSettings):
+    """A service that connects to Redis as its own ACL user (deploy/redis/).
+
+    The user is in the service's ``redis_url`` (``redis://cache@redis:6379/0``); its
+    password comes from a file, ``<PREFIX>_REDIS_PASSWORD_FILE`` (a Docker or Kubernetes
+    secret), so it stays out of the environment, ``docker inspect`` and the URL. It is
+    never logged: hidden from the settings' repr and from validation errors.
+    """
+
+    redis_password_file: FilePath | None = None
+    redis_password: SecretStr | None = Field(default=None, repr=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _password_from_file(cls, data: Any) -> Any:
+        """The file's one line (without its newline) replaces any password given."""
+        if isinstance(data, dict) and data.get("redis_password_file"):
+            text = Path(data["redis_password_file"]).read_text(encoding="utf-8")
+            data = {**data, "redis_password": text.rstrip("\r\n")}
+        return data
+
+    def redis_password_value(self) -> str | None:
+        """The password, for the Redis client (None: connect without one)."""
+        return self.redis_password.get_secret_value() if self.redis_password else None

@@ -1,5 +1,9 @@
 """Rate limits kept in Redis, so every gateway worker and replica shares them.
 
+Their Redis is theirs alone (redis-limits, deploy/redis/redis-limits.conf: no
+eviction, nothing else stored there), and the gateway connects to it as the ACL
+user ``gateway``, which may touch only keys under ``KEY_PREFIX``.
+
 Built on the ``limits`` library (sliding-window counters: two small keys per
 caller, no per-request entries). Two limits:
 
@@ -243,21 +247,24 @@ def _too_many(quota: Quota, detail: str) -> ProblemError:
 
 @dataclass(frozen=True)
 class RateLimitStore:
-    """The gateway's Redis (a resource of the app factory: readiness does not
-    wait for it, since the gateway fails open without it)."""
+    """The gateway's Redis, redis-limits: a server for the limits alone, so chat data
+    can neither fill its memory nor evict a counter (a resource of the app factory:
+    readiness does not wait for it, since the gateway fails open without it)."""
 
     settings: GatewaySettings
 
     @asynccontextmanager
     async def open(self, app: FastAPI, telemetry: Telemetry) -> AsyncIterator[None]:
         timeout = self.settings.redis_timeout_seconds
+        password = self.settings.redis_password_value()  # its ACL user is in the URL
         storage = RedisStorage(
             f"async+{self.settings.redis_url}",
             implementation="redispy",  # redis-py, which the project already uses
             wrap_exceptions=True,  # every Redis failure is a StorageError
-            key_prefix=KEY_PREFIX,
+            key_prefix=KEY_PREFIX,  # the only keys its ACL user may touch
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
+            **({"password": password} if password else {}),
         )
         bridge: Any = storage.bridge  # limits' redis-py side (its attributes are untyped)
         client: Redis = bridge.storage

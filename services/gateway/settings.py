@@ -16,7 +16,7 @@ from pydantic import (
 from pydantic_settings import SettingsConfigDict
 
 from services.common.models import CLIENT_ID_PATTERN
-from services.common.settings import DownstreamSettings, ServiceUrls
+from services.common.settings import DownstreamSettings, RedisCredentials, ServiceUrls
 
 # Documented in the README; override GATEWAY_API_KEYS anywhere that is not a laptop.
 DEMO_API_KEY = "demo-key"
@@ -32,7 +32,7 @@ GRAFANA_EXPLORE_TRACE = (
 )
 
 
-class GatewaySettings(DownstreamSettings):
+class GatewaySettings(RedisCredentials, DownstreamSettings):
     """``GATEWAY_*`` environment variables."""
 
     # Validation errors never echo the input: it may hold API keys.
@@ -53,7 +53,8 @@ class GatewaySettings(DownstreamSettings):
     # Request bodies over this are refused with 413 before they are parsed.
     max_body_bytes: PositiveInt = 16 * 1024
 
-    # Rate limits live in Redis, shared by every gateway worker and replica.
+    # Rate limits live in Redis, shared by every gateway worker and replica: their own
+    # Redis (redis-limits), as the ACL user `gateway` (GATEWAY_REDIS_PASSWORD_FILE).
     redis_url: RedisDsn = RedisDsn("redis://127.0.0.1:6379/0")
     # Short: when the limit store is slow or down, requests go on unlimited
     # (fail open) rather than wait for it.

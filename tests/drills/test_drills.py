@@ -17,12 +17,14 @@ def test_the_drill_keeps_every_promise(report: dict[str, Any], name: str) -> Non
     assert drill_violations(report, drill(report, name)) == []
 
 
-def test_a_full_redis_evicts_cached_replies_and_never_a_history(report: dict[str, Any]) -> None:
+def test_a_full_redis_evicts_nothing_and_keeps_every_history(report: dict[str, Any]) -> None:
     notes = drill(report, "redis-full")["notes"]
-    # Cached replies went past maxmemory: Redis evicted them (they have a TTL) ...
-    assert notes["keys_evicted"] > 0
-    assert notes["cached_replies_left"] < notes["cached_replies_written"]
-    # ... and every history, and every acknowledged turn in it, is still there.
+    # Filled through the gateway, as any client could, until Redis refused a turn ...
+    assert notes["refused_a_turn"] and notes["filler_turns_saved"] > 0, notes
+    assert notes["writes_refused_oom"] > 0
+    # ... and nothing was evicted in either Redis: every history and every acknowledged
+    # turn in it is still there, and so is every rate-limit counter.
+    assert notes["keys_evicted"] == notes["limit_keys_evicted"] == 0
     assert notes["histories_after_fill"] >= notes["histories_before_fill"] > 0
     assert notes["acknowledged_turns_checked_after_fill"] > 0
     assert notes["acknowledged_turns_lost_after_fill"] == 0
@@ -32,12 +34,20 @@ def test_a_full_redis_refuses_and_the_chat_says_the_turn_was_not_saved(
     report: dict[str, Any],
 ) -> None:
     result = drill(report, "redis-full")
-    assert result["notes"]["refused_with"] == "Redis is full: the write was refused."
     # While Redis refused every write, chat kept answering and said so each time;
     # and no turn it called saved is missing (the drill read every history back).
     full = result["phases"]["full"]["outcomes"]
     assert list(full) == [UNSAVED], full
     assert result["acknowledged_turns_lost"] == 0
+
+
+def test_the_limits_hold_while_the_data_redis_is_full(report: dict[str, Any]) -> None:
+    """The key guesser's lockout kept refusing it while the sessions filled Redis and
+    while Redis refused every write: the limits live in a Redis of their own."""
+    limits = drill(report, "redis-full")["limits"]
+    assert limits["bypassed"] == 0, limits
+    assert limits["let_through"] <= limits["let_through_at_most"] < limits["guesses"] / 2
+    assert limits["refused"] + limits["let_through"] == limits["guesses"]
 
 
 @pytest.mark.parametrize("name", ["redis-stop", "redis-kill"])

@@ -1,8 +1,8 @@
 """The whole native pipeline, started once for these tests on free ports.
 
-gateway -> chat -> cache -> Redis, exporting to the Collector (the very same
-otel-collector/config.yaml), which feeds Jaeger (traces), Prometheus (metrics)
-and VictoriaLogs (logs). See devstack.native for what stands in for what.
+gateway -> chat -> cache -> Redis (and the gateway's limits Redis), exporting to the
+Collector (the very same otel-collector/config.yaml), which feeds Jaeger (traces),
+Prometheus (metrics) and VictoriaLogs (logs). See devstack.native for what stands in for what.
 """
 
 import uuid
@@ -17,6 +17,8 @@ from redis import Redis
 
 from devstack.backends import Backends
 from devstack.native import NativeStack, Ports, native_stack
+from devstack.redis_servers import admin_url, password_file
+from services import registry
 from services.chat.assistant import reply_cache_key
 from services.gateway.settings import DEMO_API_KEY
 
@@ -26,7 +28,11 @@ SECRET_HEADERS = {
     "Authorization": "Bearer e2e-secret-bearer-7f3a",
     "Cookie": "session=e2e-secret-cookie-9c1d",
 }
-SECRET_VALUES = (DEMO_API_KEY, "e2e-secret-bearer-7f3a", "e2e-secret-cookie-9c1d")
+# The Redis passwords the services read from their files: never in telemetry either.
+REDIS_PASSWORDS = tuple(
+    password_file(s.name).read_text().rstrip("\n") for s in registry.SERVICES if s.redis
+)
+SECRET_VALUES = (DEMO_API_KEY, "e2e-secret-bearer-7f3a", "e2e-secret-cookie-9c1d", *REDIS_PASSWORDS)
 
 
 @dataclass(frozen=True)
@@ -95,7 +101,7 @@ def failures(stack: NativeStack, traffic: Traffic) -> None:
     the gateway started (the span counts of test_nothing_lost count those traces).
     """
     message = f"a reply whose cache entry is broken {uuid.uuid4().hex[:6]}"
-    with Redis(port=stack.ports.redis) as redis:
+    with Redis.from_url(admin_url(stack.ports.redis)) as redis:
         redis.rpush(f"value:{reply_cache_key(message)}", "a list where a string should be")
     gateway = f"http://127.0.0.1:{stack.ports.entry}"
     with httpx.Client(base_url=gateway, headers={"X-API-Key": DEMO_API_KEY}, timeout=10) as client:

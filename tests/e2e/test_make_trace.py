@@ -70,7 +70,7 @@ def test_redis_spans_come_in_causal_order_under_their_routes(
     def depth(line: str) -> int:  # where the name starts, after the tree guides
         return len(line) - len(line.lstrip(" │├└─"))
 
-    callers = {s.name for s in registry.SERVICES if registry.REDIS in s.dependencies}
+    callers = {s.name for s in registry.SERVICES if s.redis is not None}
     for i in redis_lines:  # each under a server span (a route) of a service that calls Redis
         parent = next(line for line in reversed(lines[:i]) if depth(line) < depth(lines[i]))
         assert parent[35:43].strip() in callers and " route=" in parent, parent

@@ -36,7 +36,10 @@ SERIES = [
     "otelcol_exporter_sent_spans_total",
     *(f'otel_sdk_exporter_span_exported_total{{service_name="{s}"}}' for s in SERVICES),
 ]
-SERVICE_GRAPH_EDGES = registry.edges()
+# The service graph names a Redis by its client spans' db.system.name: both are "redis".
+SERVICE_GRAPH_EDGES = sorted(
+    {(c, "redis" if s in registry.REDISES else s) for c, s in registry.edges()}
+)
 
 
 def _has_data(backends: Backends, query: str, timeout: float = 60) -> list[dict[str, Any]]:

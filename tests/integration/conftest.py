@@ -9,7 +9,9 @@ import pytest
 
 from devstack.native import uvicorn_command, uvicorn_settings
 from devstack.processes import free_port, free_ports, http_ok
+from devstack.redis_servers import password_environment
 from services import registry
+from tests.conftest import RedisServers
 from tests.support.otlp import OtlpReceiver, otlp_receiver
 from tests.support.processes import running
 
@@ -65,7 +67,7 @@ def service_process(
 @contextmanager
 def chain(
     receiver: OtlpReceiver,
-    redis_url: str,
+    redis: RedisServers,
     log_dir: Path,
     env: dict[str, str] | None = None,
     *,
@@ -74,7 +76,8 @@ def chain(
 ) -> Iterator[Stack]:
     """Every service of services/registry.py as a uvicorn process on a free port
     (``replicas[service]`` processes of it, each on its own), callees first,
-    exporting to ``receiver``; ``env`` adds to or overrides their environment."""
+    exporting to ``receiver``, each reaching its Redis of ``redis`` as its own ACL user;
+    ``env`` adds to or overrides their environment."""
     counts = [(service, (replicas or {}).get(service, 1)) for service in registry.names()]
     spare = iter(free_ports(2 * sum(count for _, count in counts)))  # a port and an admin port
     every = {service: [next(spare) for _ in range(count)] for service, count in counts}
@@ -87,7 +90,8 @@ def chain(
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
         "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=test",
         "CHAT_THINKING_BASE_MS": "300",
-        **registry.dependency_environment({**urls, registry.REDIS: redis_url}),
+        **registry.dependency_environment({**urls, **redis.urls()}),
+        **password_environment(),
         **(env or {}),
     }
     with ExitStack() as processes:
@@ -104,6 +108,6 @@ def chain(
 
 
 @pytest.fixture(scope="module")
-def stack(redis_url: str, log_dir: Path) -> Iterator[Stack]:
-    with otlp_receiver() as receiver, chain(receiver, redis_url, log_dir) as running:
+def stack(redis_servers: RedisServers, log_dir: Path) -> Iterator[Stack]:
+    with otlp_receiver() as receiver, chain(receiver, redis_servers, log_dir) as running:
         yield running

@@ -14,6 +14,7 @@ from services import registry
 from services.common.deadline import BUDGET_HEADER
 from services.common.models import CLIENT_ID_HEADER
 from services.gateway.settings import DEMO_API_KEY
+from tests.conftest import RedisServers
 from tests.integration.conftest import Stack, chain
 from tests.support.otlp import otlp_receiver
 
@@ -24,7 +25,7 @@ HANG = {"latency_ms": 20_000}
 
 
 @pytest.fixture(scope="module")
-def budgeted(redis_url: str, log_dir: Path) -> Iterator[Stack]:
+def budgeted(redis_servers: RedisServers, log_dir: Path) -> Iterator[Stack]:
     env = {
         "GATEWAY_REQUEST_BUDGET_SECONDS": str(BUDGET),
         "CHAT_THINKING_BASE_MS": "100",
@@ -34,7 +35,7 @@ def budgeted(redis_url: str, log_dir: Path) -> Iterator[Stack]:
     # (with several workers, each would need its own call).
     with (
         otlp_receiver() as receiver,
-        chain(receiver, redis_url, log_dir, env, cache_workers=1) as running,
+        chain(receiver, redis_servers, log_dir, env, cache_workers=1) as running,
     ):
         yield running
 

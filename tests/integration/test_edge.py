@@ -26,6 +26,7 @@ from redis import Redis
 
 from devstack.native import REPO
 from devstack.processes import free_port, wait_until
+from devstack.redis_servers import password_environment
 from services import registry
 from tests.integration.conftest import FAST_EXPORT, Stack, service_process
 from tests.support.otlp import ReceivedSpan
@@ -51,12 +52,13 @@ class Gateway:
     admin_url: str  # its admin listener's (a loopback port of its own)
 
 
-def _gateway_env(stack: Stack, redis_url: str, **settings: str) -> dict[str, str]:
+def _gateway_env(stack: Stack, limits_url: str, **settings: str) -> dict[str, str]:
     return {
         **FAST_EXPORT,
         "OTEL_EXPORTER_OTLP_ENDPOINT": stack.receiver.endpoint,
         "GATEWAY_CHAT_URL": stack.url("chat"),
-        "GATEWAY_REDIS_URL": redis_url,
+        "GATEWAY_REDIS_URL": limits_url,
+        **password_environment(),
         "GATEWAY_API_KEYS": json.dumps(KEYS),
         "GATEWAY_RATE_LIMIT_PER_MINUTE": str(PER_MINUTE),
         "GATEWAY_AUTH_FAILURES_PER_MINUTE": str(AUTH_FAILURES),
@@ -68,20 +70,20 @@ def _gateway_env(stack: Stack, redis_url: str, **settings: str) -> dict[str, str
 
 @contextmanager
 def edge_gateway(
-    stack: Stack, redis_url: str, log_dir: Path, *args: str, **settings: str
+    stack: Stack, limits_url: str, log_dir: Path, *args: str, **settings: str
 ) -> Iterator[Gateway]:
     """A gateway in front of the stack's chat service; ``args`` go to uvicorn,
     ``settings`` into its environment."""
     port = free_port()
-    env = _gateway_env(stack, redis_url, **settings)
+    env = _gateway_env(stack, limits_url, **settings)
     with service_process("gateway", port, log_dir, env, args) as process:
         yield Gateway(process.url, log_dir / f"gateway-{port}.log", process.admin_url)
 
 
 @pytest.fixture(scope="module")
-def gateway(stack: Stack, redis_url: str, log_dir: Path) -> Iterator[Gateway]:
+def gateway(stack: Stack, limits_url: str, log_dir: Path) -> Iterator[Gateway]:
     """A gateway with two worker processes (so limits must be shared to hold)."""
-    with edge_gateway(stack, redis_url, log_dir, "--workers", "2") as running:
+    with edge_gateway(stack, limits_url, log_dir, "--workers", "2") as running:
         yield running
 
 
@@ -141,10 +143,10 @@ def test_a_trusted_traceparent_is_continued(stack: Stack, gateway: Gateway) -> N
 
 
 def test_an_untrusted_traceparent_starts_a_new_trace_linked_to_it(
-    stack: Stack, redis_url: str, log_dir: Path
+    stack: Stack, limits_url: str, log_dir: Path
 ) -> None:
     untrusting = edge_gateway(
-        stack, redis_url, log_dir, GATEWAY_TRUST_INCOMING_TRACE_CONTEXT="false"
+        stack, limits_url, log_dir, GATEWAY_TRUST_INCOMING_TRACE_CONTEXT="false"
     )
     with untrusting as gateway:
         headers = {**ALICE, "traceparent": CLIENT_TRACEPARENT, "baggage": SPOOFED}
@@ -281,9 +283,9 @@ def test_api_responses_carry_security_headers_and_no_server_banner(gateway: Gate
 
 
 def test_slow_clients_are_bounded_by_the_concurrency_limit(
-    stack: Stack, redis_url: str, log_dir: Path
+    stack: Stack, limits_url: str, log_dir: Path
 ) -> None:
-    with edge_gateway(stack, redis_url, log_dir, UVICORN_LIMIT_CONCURRENCY="3") as gateway:
+    with edge_gateway(stack, limits_url, log_dir, UVICORN_LIMIT_CONCURRENCY="3") as gateway:
         url = f"{gateway.url}/healthz"
         port = int(gateway.url.rsplit(":", 1)[1])
         # Three clients that start a request and never finish it.
@@ -333,10 +335,10 @@ def broken_chat() -> Iterator[str]:
 
 
 def test_a_500_keeps_its_headers_and_logs_one_linked_error(
-    stack: Stack, redis_url: str, log_dir: Path, broken_chat: str
+    stack: Stack, limits_url: str, log_dir: Path, broken_chat: str
 ) -> None:
     origin = "http://localhost:3000"  # allowed by the default CORS settings
-    with edge_gateway(stack, redis_url, log_dir, GATEWAY_CHAT_URL=broken_chat) as gateway:
+    with edge_gateway(stack, limits_url, log_dir, GATEWAY_CHAT_URL=broken_chat) as gateway:
         response = _post_chat(gateway.url, "hello", {**ALICE, "Origin": origin})
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/problem+json"
@@ -712,12 +714,12 @@ def test_chat_requests_count_every_outcome(stack: Stack, gateway: Gateway) -> No
 
 
 def test_api_keys_can_come_from_a_file_and_are_never_logged(
-    stack: Stack, redis_url: str, log_dir: Path, tmp_path: Path
+    stack: Stack, limits_url: str, log_dir: Path, tmp_path: Path
 ) -> None:
     keys_file = tmp_path / "api-keys.json"
     keys_file.write_text(json.dumps({"file-key-5b1e": "from-file"}))
     from_file = edge_gateway(
-        stack, redis_url, log_dir, GATEWAY_API_KEYS_FILE=str(keys_file), GATEWAY_LOG_LEVEL="DEBUG"
+        stack, limits_url, log_dir, GATEWAY_API_KEYS_FILE=str(keys_file), GATEWAY_LOG_LEVEL="DEBUG"
     )
     with from_file as gateway:
         url = gateway.url

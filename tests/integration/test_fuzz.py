@@ -29,6 +29,7 @@ from schemathesis.specs.openapi.checks import (
 
 from services.common.models import IDEMPOTENCY_KEY_HEADER
 from services.gateway.settings import DEMO_API_KEY
+from tests.conftest import RedisServers
 from tests.integration.conftest import Stack, chain
 from tests.support.otlp import otlp_receiver
 
@@ -51,7 +52,7 @@ TURNS = 30
 
 
 @pytest.fixture(scope="module")
-def fuzzed(redis_url: str, log_dir: Path) -> Iterator[Stack]:
+def fuzzed(redis_servers: RedisServers, log_dir: Path) -> Iterator[Stack]:
     """A chain of its own: no simulated thinking and no rate limit, so hundreds of
     cases take seconds and none is refused for volume."""
     env = {
@@ -61,7 +62,7 @@ def fuzzed(redis_url: str, log_dir: Path) -> Iterator[Stack]:
         "GATEWAY_AUTH_FAILURES_PER_MINUTE": "1000000",
         "GATEWAY_API_KEYS": json.dumps({DEMO_API_KEY: "fuzz", READER_KEY: "fuzz-reader"}),
     }
-    with otlp_receiver() as receiver, chain(receiver, redis_url, log_dir, env) as running:
+    with otlp_receiver() as receiver, chain(receiver, redis_servers, log_dir, env) as running:
         yield running
 
 

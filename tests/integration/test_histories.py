@@ -20,10 +20,11 @@ import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from redis import Redis
 
-from devstack.native import redis_command
 from devstack.otlp_json import missing_parts
 from devstack.processes import free_port, redis_ping, wait_until
+from devstack.redis_servers import admin_url, password_environment, redis_command
 from services import registry
+from tests.conftest import RedisServers
 from tests.integration.conftest import FAST_EXPORT, service_process
 from tests.support.otlp import OtlpReceiver, ReceivedSpan, otlp_receiver
 from tests.support.processes import running
@@ -48,7 +49,7 @@ class Histories:
 
 
 @pytest.fixture(scope="module")
-def histories(log_dir: Path) -> Iterator[Histories]:
+def histories(log_dir: Path, redis_servers: RedisServers) -> Iterator[Histories]:
     """A Redis of the module's own (a test stops it), the cache behind the
     proxy, chat and a gateway with two clients and small caps."""
     redis_port = free_port()
@@ -64,10 +65,17 @@ def histories(log_dir: Path) -> Iterator[Histories]:
         proxy = stack.enter_context(AnswerProxy(ports["cache"]).running())
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
         urls = {service: f"http://127.0.0.1:{port}" for service, port in ports.items()}
+        called = {
+            **urls,
+            "cache": proxy.url,
+            registry.REDIS: redis_url,
+            registry.REDIS_LIMITS: redis_servers.urls()[registry.REDIS_LIMITS],
+        }
         env = {
             **FAST_EXPORT,
             "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-            **registry.dependency_environment({**urls, "cache": proxy.url, "redis": redis_url}),
+            **registry.dependency_environment(called),
+            **password_environment(),
             "CHAT_THINKING_BASE_MS": "0",
             "CHAT_THINKING_PER_CHAR_MS": "0",
             "CHAT_MAX_SESSIONS_PER_CLIENT": str(MAX_SESSIONS),
@@ -79,7 +87,7 @@ def histories(log_dir: Path) -> Iterator[Histories]:
         for service in registry.start_order():
             port = ports[service.name]
             stack.enter_context(service_process(service.name, port, log_dir, env))
-        redis = stack.enter_context(Redis.from_url(redis_url, decode_responses=True))
+        redis = stack.enter_context(Redis.from_url(admin_url(redis_port), decode_responses=True))
         yield Histories(urls, proxy, receiver, redis, redis_process)
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import httpx
 
-from devstack.native import redis_command
 from devstack.processes import free_port, redis_ping
+from devstack.redis_servers import password_environment, redis_command
+from services.registry import redis_url_as
 from tests.integration.conftest import service_process
 from tests.support.processes import running
 
@@ -27,7 +28,11 @@ def test_every_pooled_connection_is_fresh_once_redis_is_back(log_dir: Path) -> N
     redis_port, cache_port = free_port(), free_port()
     data_dir = log_dir / f"redis-restart-{redis_port}"
     command = redis_command(redis_port, data_dir)
-    env = {"CACHE_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "OTEL_SDK_DISABLED": "true"}
+    env = {
+        "CACHE_REDIS_URL": redis_url_as("cache", f"redis://127.0.0.1:{redis_port}/0"),
+        **password_environment(),
+        "OTEL_SDK_DISABLED": "true",
+    }
     cache = f"http://127.0.0.1:{cache_port}"
     with ExitStack() as first_redis, ExitStack() as cache_process:
         first_redis.enter_context(

@@ -16,6 +16,7 @@ import pytest
 from devstack.processes import free_port, wait_until
 from services import registry
 from services.gateway.settings import DEMO_API_KEY
+from tests.conftest import RedisServers
 from tests.integration.conftest import Stack, chain, service_process
 from tests.support.otlp import ReceivedSpan, otlp_receiver
 
@@ -27,11 +28,11 @@ KEY = {"X-API-Key": DEMO_API_KEY}
 
 
 @pytest.fixture(scope="module")
-def scaled(redis_url: str, log_dir: Path) -> Iterator[Stack]:
+def scaled(redis_servers: RedisServers, log_dir: Path) -> Iterator[Stack]:
     quick = {"CHAT_THINKING_BASE_MS": "5", "CHAT_THINKING_PER_CHAR_MS": "0"}
     with (
         otlp_receiver() as receiver,
-        chain(receiver, redis_url, log_dir, quick, cache_workers=1, replicas=REPLICAS) as stack,
+        chain(receiver, redis_servers, log_dir, quick, cache_workers=1, replicas=REPLICAS) as stack,
     ):
         yield stack
 

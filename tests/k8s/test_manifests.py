@@ -4,6 +4,7 @@ environment variable to it)."""
 
 import importlib
 import json
+from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -12,7 +13,7 @@ import pytest
 from scripts.check_k8s import K8S, Manifest, render
 from services.common.settings import ServiceSettings
 from services.gateway.settings import GatewaySettings
-from services.registry import ENTRY, REDIS, SERVICES, Service
+from services.registry import ENTRY, REDISES, SERVICES, Service
 
 OVERLAYS = sorted(path.name for path in (K8S / "overlays").iterdir())
 REDIS_PORT = 6379
@@ -60,10 +61,18 @@ def test_each_service_is_wired_as_the_registry_says(
         url = urlsplit(env[service.setting(dependency)]["value"])
         port = (
             REDIS_PORT
-            if dependency == REDIS
+            if dependency in REDISES
             else next(s.port for s in SERVICES if s.name == dependency)
         )
         assert (url.hostname, url.port) == (dependency, port)
+    if service.redis is not None:
+        # As the ACL user of its name, the password a file from its own Secret.
+        assert urlsplit(env[service.setting(service.redis)]["value"]).username == service.name
+        password = PurePosixPath(env[f"{service.name.upper()}_REDIS_PASSWORD_FILE"]["value"])
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        secret = volumes[mounts[str(password.parent)]]["secret"]["secretName"]
+        assert secret == f"redis-{service.name}-password"
 
     # Every <SERVICE>_* variable is a setting the service has.
     prefix = f"{service.name.upper()}_"
@@ -123,3 +132,41 @@ def test_each_service_autoscales_and_survives_a_drain(
     assert "replicas" not in find(manifests, "Deployment", service.name)["spec"]
     budget = find(manifests, "PodDisruptionBudget", service.name)
     assert budget["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": service.name}
+
+
+@pytest.mark.parametrize("redis", REDISES)
+def test_each_redis_runs_its_own_configuration_and_users(
+    manifests: list[Manifest], redis: str
+) -> None:
+    (workload,) = (
+        m
+        for m in manifests
+        if m["kind"] in ("StatefulSet", "Deployment") and m["metadata"]["name"] == redis
+    )
+    pod = workload["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"][:2] == ["redis-server", f"/usr/local/etc/redis/{redis}.conf"]
+    acl = PurePosixPath(container["args"][container["args"].index("--aclfile") + 1])
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes[mounts[str(acl.parent)]]["secret"]["secretName"] == f"{redis}-acl"
+    assert acl.name == f"{redis}.acl"
+    assert find(manifests, "Service", redis)["spec"]["ports"][0]["port"] == REDIS_PORT
+
+
+def test_the_demo_secrets_are_only_in_the_dev_overlay() -> None:
+    """Every Secret a workload reads exists in dev (the demo's); production has none of
+    them: its operators create their own (deploy/k8s/README.md)."""
+    by_overlay = {name: render(K8S / "overlays" / name).manifests for name in OVERLAYS}
+    needed = set()
+    for manifest in by_overlay["dev"]:
+        if manifest["kind"] in ("Deployment", "StatefulSet"):
+            pod = manifest["spec"]["template"]["spec"]
+            needed |= {v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v}
+    secrets = {
+        name: {m["metadata"]["name"] for m in ms if m["kind"] == "Secret"}
+        for name, ms in by_overlay.items()
+    }
+    assert needed >= {"redis-acl", "redis-limits-acl", "redis-cache-password"}
+    assert needed <= secrets["dev"]
+    assert secrets["production"] == set()

@@ -16,7 +16,7 @@ OTHERS = {
     "grafana": ({"app.kubernetes.io/name": "grafana"}, NAMESPACE),
     "outside": ({"app": "ingress-nginx"}, "ingress-nginx"),
 }
-EVERYONE = {"gateway", "chat", "cache", "redis", "otel-collector", *OTHERS}
+EVERYONE = {"gateway", "chat", "cache", "redis", "redis-limits", "otel-collector", *OTHERS}
 
 
 def matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
@@ -68,7 +68,10 @@ def rendered(request: pytest.FixtureRequest) -> list[Manifest]:
         ("gateway", "http", EVERYONE),
         ("chat", "http", {"gateway"}),
         ("cache", "http", {"chat"}),
-        ("redis", "redis", {"cache", "gateway"}),
+        # Each Redis from its one client: the data from the cache, the limits from the
+        # gateway (never the other way round: no chat data can reach the limits).
+        ("redis", "redis", {"cache"}),
+        ("redis-limits", "redis", {"gateway"}),
         ("otel-collector", "otlp-grpc", {"gateway", "chat", "cache"}),
         ("otel-collector", "otlp-http", {"gateway", "chat", "cache"}),
         ("otel-collector", "metrics", {"prometheus"}),

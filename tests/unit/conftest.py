@@ -162,10 +162,11 @@ async def chain(
         monkeypatch.setenv(name, value)
     redis = Redis.from_url(redis_url, decode_responses=True)
     redis.flushdb()
-    # The test's Redis, for every service that calls Redis (HTTP calls stay in-process).
+    # The test's Redis, for every service that calls a Redis (HTTP calls stay in-process):
+    # one server, as its admin, for the data and the limits alike.
     for service in registry.SERVICES:
-        if registry.REDIS in service.dependencies:
-            monkeypatch.setenv(service.setting(registry.REDIS), redis_url)
+        if service.redis is not None:
+            monkeypatch.setenv(service.setting(service.redis), redis_url)
     settings: dict[str, ServiceSettings] = {
         "cache": cache_settings,
         "chat": chat_settings,

@@ -13,6 +13,7 @@ from devstack.drills import (
     TABLE_START,
     _good_since,
     drill_violations,
+    limits_held,
     markdown,
     readme_block,
     violations,
@@ -49,6 +50,16 @@ def _answer(at: float, status: int = 200, *, saved: bool = True) -> Answer:
     return Answer(at=at, latency=0.01, status=status, saved=saved)
 
 
+def test_a_limit_that_holds_lets_through_only_its_quota_per_window() -> None:
+    answers = [_answer(t / 10, 401 if t % 40 == 0 else 429) for t in range(300)]  # 30 s
+    held = limits_held(answers, since=5.0, until=25.0)
+    assert (held["guesses"], held["refused"], held["let_through"]) == (200, 195, 5)
+    # 20 s overlap at most two windows of a minute: 2 x the drills' 5 failures a minute.
+    assert held["let_through_at_most"] == 10 and held["other"] == {}
+    failed_open = limits_held([_answer(t / 10, 401) for t in range(300)], since=5.0, until=25.0)
+    assert failed_open["let_through"] > failed_open["let_through_at_most"]
+
+
 def test_recovery_starts_with_the_final_run_of_good_answers() -> None:
     answers = [_answer(0.5, 503), _answer(1.0), _answer(1.2, 503), _answer(1.4), _answer(1.6)]
     assert _good_since(answers, since=0.0) == 1.4
@@ -81,6 +92,11 @@ def test_the_committed_run_kept_every_promise(committed: dict[str, Any]) -> None
         (lambda d: d["phases"]["during"]["outcomes"].update({"500": 1}), "during the fault"),
         (lambda d: d["spans"].update({"exported": d["spans"]["exported"] - 1}), "ended !="),
         (lambda d: d["spans"].update({"stored in the trace store": 0.0}), "but stores 0"),
+        # The limits: a guesser let through past what a working limit allows, a request
+        # served unchecked (the limit store failed), a guess answered anything else.
+        (lambda d: d["limits"].update(let_through=99), "99 guessed keys let through"),
+        (lambda d: d["limits"].update(bypassed=3.0), "3 requests served without a rate-limit"),
+        (lambda d: d["limits"].update(other={"500": 1}), "key guesses answered {'500': 1}"),
     ],
 )
 def test_a_broken_promise_is_reported(

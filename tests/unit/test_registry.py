@@ -5,6 +5,7 @@ import subprocess
 import sys
 from dataclasses import replace
 from importlib import import_module
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,22 +29,46 @@ def test_the_registry_is_a_chain_from_the_entry_point_to_redis() -> None:
         ("gateway", "chat"),
         ("chat", "cache"),
         ("cache", "redis"),
-        ("gateway", "redis"),  # on the side: its rate limits
+        ("gateway", "redis-limits"),  # on the side: its rate limits, in a Redis of their own
     )
+    # One Redis at most per service, each read from <NAME>_REDIS_URL.
+    assert {s.name: s.redis for s in registry.SERVICES} == {
+        "gateway": "redis-limits",
+        "chat": None,
+        "cache": "redis",
+    }
+    assert registry.by_name("gateway").setting("redis-limits") == "GATEWAY_REDIS_URL"
 
 
 def test_a_broken_list_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     gateway, chat, cache = registry.SERVICES
-    broken = (gateway, replace(chat, port=gateway.port, calls="redis", uses=("search",)), cache)
+    broken = (
+        gateway,
+        replace(chat, port=gateway.port, calls="redis", uses=("search",)),
+        replace(cache, uses=(registry.REDIS_LIMITS,)),
+    )
     monkeypatch.setattr(registry, "SERVICES", broken)
     problems = registry.problems()
     assert any("port is used twice" in p for p in problems), problems
     assert any("chat calls redis, the chain needs cache" in p for p in problems), problems
     assert any("chat uses search, which is neither" in p for p in problems), problems
+    assert any("cache calls ['redis', 'redis-limits']: one Redis" in p for p in problems)
     # An admin port is a port too: never one a service (or another admin) listens on.
     clash = (gateway, replace(chat, admin_port=cache.port), cache)
     monkeypatch.setattr(registry, "SERVICES", clash)
     assert any("port is used twice" in p for p in registry.problems())
+
+
+def test_a_service_reaches_redis_as_the_user_of_its_name() -> None:
+    urls = {"chat": "http://chat:8001", "cache": "http://cache:8002"}
+    env = registry.dependency_environment(
+        {**urls, "redis": "redis://redis:6379/0", "redis-limits": "redis://redis-limits:6379/0"}
+    )
+    assert env["CACHE_REDIS_URL"] == "redis://cache@redis:6379/0"
+    assert env["GATEWAY_REDIS_URL"] == "redis://gateway@redis-limits:6379/0"
+    assert env["GATEWAY_CHAT_URL"] == "http://chat:8001"
+    with pytest.raises(ValueError, match="without a user"):
+        registry.redis_url_as("cache", "redis://someone@redis:6379/0")
 
 
 @pytest.mark.parametrize("service", registry.SERVICES, ids=lambda s: s.name)
@@ -58,8 +83,11 @@ def test_each_service_reads_where_its_dependencies_are(service: registry.Service
         and value.model_config.get("env_prefix") == f"{service.name.upper()}_"
     ]
     assert len(classes) == 1, classes
+    prefix = f"{service.name.upper()}_"
     for dependency in service.dependencies:
-        assert f"{dependency}_url" in classes[0].model_fields
+        assert service.setting(dependency).removeprefix(prefix).lower() in classes[0].model_fields
+    if service.redis is not None:  # and its ACL user's password, from a file
+        assert "redis_password_file" in classes[0].model_fields
 
 
 def test_the_native_stack_starts_the_registry_callees_first() -> None:
@@ -68,7 +96,11 @@ def test_the_native_stack_starts_the_registry_callees_first() -> None:
     env = components[0].env
     assert env["GATEWAY_CHAT_URL"] == "http://127.0.0.1:8001"
     assert env["CHAT_CACHE_URL"] == "http://127.0.0.1:8002"
-    assert env["CACHE_REDIS_URL"] == env["GATEWAY_REDIS_URL"] == "redis://127.0.0.1:6380/0"
+    # Two Redis servers, each reached as the caller's own ACL user, with its password file.
+    assert env["CACHE_REDIS_URL"] == "redis://cache@127.0.0.1:6380/0"
+    assert env["GATEWAY_REDIS_URL"] == "redis://gateway@127.0.0.1:6381/0"
+    assert Path(env["CACHE_REDIS_PASSWORD_FILE"]).name == "cache.password"
+    assert Path(env["GATEWAY_REDIS_PASSWORD_FILE"]).name == "gateway.password"
     assert Ports().services == {"gateway": 8000, "chat": 8001, "cache": 8002}
 
 
@@ -159,6 +191,17 @@ def test_compose_agrees_with_the_registry(compose: dict[str, Any]) -> None:
     assert compose_problems(compose) == []
 
 
+# Networks: each container on exactly those of what it calls and serves, not one more.
+EXTRA_NETWORKS = {
+    "redis reachable from chat": ("chat", "redis"),
+    "the gateway reaching the cache": ("gateway", "cache"),
+    "redis on the telemetry network": ("redis", "telemetry"),
+    "the limits redis reachable from the cache": ("cache", "redis-limits"),
+    "chat on the edge": ("chat", "edge"),
+    "a backend on the telemetry network": ("prometheus", "telemetry"),
+}
+
+
 def _drifted(compose: dict[str, Any], change: str) -> dict[str, Any]:
     drifted = copy.deepcopy(compose)
     services = drifted["services"]
@@ -185,6 +228,22 @@ def _drifted(compose: dict[str, Any], change: str) -> dict[str, Any]:
         services["chat"]["environment"]["CHAT_ADMIN_HOST"] = "0.0.0.0"  # noqa: S104
     elif change == "the admin port published":
         services["gateway"]["ports"].append("127.0.0.1:8100:8100")
+    elif change == "redis without a user":
+        services["cache"]["environment"]["CACHE_REDIS_URL"] = "redis://redis:6379/0"
+    elif change == "the limits in the data redis":
+        services["gateway"]["environment"]["GATEWAY_REDIS_URL"] = "redis://gateway@redis:6379/0"
+    elif change == "a password file that is no secret":
+        environment = services["gateway"]["environment"]
+        environment["GATEWAY_REDIS_PASSWORD_FILE"] = "/app/redis.txt"  # noqa: S105 (a path)
+    elif change in EXTRA_NETWORKS:
+        container, network = EXTRA_NETWORKS[change]
+        services[container]["networks"].append(network)
+    elif change == "on the default network":
+        del services["redis-limits"]["networks"]
+    elif change == "a network not internal":
+        del drifted["networks"]["redis"]["internal"]
+    elif change == "the gateway off the edge":
+        services["gateway"]["networks"].remove("edge")
     return drifted
 
 
@@ -202,6 +261,18 @@ def _drifted(compose: dict[str, Any], change: str) -> dict[str, Any]:
         ("a fixed container name", "cache: has a container_name"),
         ("the admin listener on every address", "chat: admin listener on 0.0.0.0"),
         ("the admin port published", "gateway: publishes or exposes its admin port 8100"),
+        ("redis without a user", "CACHE_REDIS_URL='redis://redis:6379/0', expected redis://cache@"),
+        ("the limits in the data redis", "expected redis://gateway@redis-limits:"),
+        ("a password file that is no secret", "GATEWAY_REDIS_PASSWORD_FILE is not a secret"),
+        ("redis reachable from chat", "chat: on network redis, which it must not be on"),
+        ("the gateway reaching the cache", "gateway: on network cache, which it must not"),
+        ("redis on the telemetry network", "redis: on network telemetry, which it must not"),
+        ("the limits redis reachable from the cache", "cache: on network redis-limits, which"),
+        ("chat on the edge", "chat: on network edge, which it must not be on"),
+        ("a backend on the telemetry network", "prometheus: on network telemetry, which"),
+        ("on the default network", "redis-limits: on the default network"),
+        ("a network not internal", "network redis: must be internal: true"),
+        ("the gateway off the edge", "gateway: not on network edge"),
     ],
 )
 def test_compose_drift_is_reported(compose: dict[str, Any], change: str, reported: str) -> None:
