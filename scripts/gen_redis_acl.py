@@ -48,10 +48,11 @@ SERVICE_RULES = {
     # (hash stats), read and written as data and in MULTI/EXEC transactions; lists (the
     # chat histories: list:<key>, its ids list-ids:<key> and its group list-group:<group>)
     # only through services/cache/lists.py's Lua scripts, loaded with SCRIPT LOAD and run
-    # with EVALSHA (the commands they call are in @read and @write); @connection for
+    # with EVALSHA (the commands they call are in @read and @write, but TIME, which
+    # stamps a list's last use in its group); @connection for
     # PING, AUTH, HELLO, SELECT and the CLIENT SETINFO that redis-py sends on connecting.
     "cache": "~value:* ~list:* ~list-ids:* ~list-group:* ~stats "
-    "+@read +@write +@transaction +@connection +script|load +evalsha",
+    "+@read +@write +@transaction +@connection +script|load +evalsha +time",
     # services/gateway/rate_limit.py (its KEY_PREFIX), through the limits library: its
     # Lua scripts, loaded with SCRIPT LOAD and run with EVALSHA (a script runs with its
     # caller's rights, so every command the scripts call is listed too), and nothing else.

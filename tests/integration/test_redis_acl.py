@@ -97,14 +97,15 @@ def test_the_cache_touches_only_its_own_keys(
     admin[DATA].set(f"{KEY_PREFIX}:planted", "5")  # as if limits were kept here
     admin[DATA].set("elsewhere", "x")
     with connect(redis_servers, DATA, "cache") as cache:
-        # What services/cache/store.py does.
+        # What services/cache/store.py does (lists: through lists.py's scripts).
         cache.set("value:acl-test", "reply", ex=60)
-        pipe = cache.pipeline(transaction=True)
-        pipe.rpush("list:acl-test", "turn").ltrim("list:acl-test", -10, -1).expire(
-            "list:acl-test", 60
-        )
-        pipe.execute()
         assert cache.hincrby("stats", "hits", 0) >= 0
+        # A script it loads runs with its rights: its own keys only, even there.
+        script = "redis.call('rpush', KEYS[1], 'turn'); return redis.call('llen', KEYS[1])"
+        append = cache.script_load(script)
+        assert cache.evalsha(append, 1, "list:acl-test") == 1
+        with pytest.raises(ResponseError, match=r"[Nn]o permissions"):
+            cache.evalsha(append, 1, f"{KEY_PREFIX}:planted-list")
         assert cache.dbsize() >= 3
         for command in [
             ("GET", f"{KEY_PREFIX}:planted"),
@@ -113,7 +114,7 @@ def test_the_cache_touches_only_its_own_keys(
             ("GET", "elsewhere"),
             ("RENAME", "value:acl-test", "elsewhere"),
             *ADMINISTRATION,
-            ("SCRIPT", "LOAD", "return 1"),
+            ("SCRIPT", "FLUSH"),  # loading its own scripts, yes; dropping everyone's, no
         ]:
             with pytest.raises(NoPermissionError):
                 cache.execute_command(*command)
