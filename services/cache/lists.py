@@ -31,10 +31,13 @@ on a Redis Cluster a group and its lists would need one hash slot: this
 project runs one Redis.
 """
 
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Literal, cast
 
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 LIST_PREFIX = "list:"
 IDS_PREFIX = "list-ids:"
@@ -172,8 +175,17 @@ class Lists:
     """The two scripts, registered on one client (each call is one EVALSHA)."""
 
     def __init__(self, redis: Redis) -> None:
+        self._redis = redis
         self._append = redis.register_script(_APPEND)
         self._page = redis.register_script(_PAGE)
+
+    async def load(self) -> None:
+        """Load both scripts now (untraced), where it can: otherwise the first call
+        after a start finds none (NOSCRIPT), and its trace shows a failed EVALSHA
+        before redis-py loads it and retries. A Redis that is down is left to that."""
+        with suppress(RedisError), suppress_instrumentation():
+            for script in (_APPEND, _PAGE):
+                await self._redis.script_load(script)
 
     async def append(self, key: str, value: str, options: AppendOptions) -> Appended:
         keys = [LIST_PREFIX + key, IDS_PREFIX + key]

@@ -71,6 +71,9 @@ class CacheStore:
         await self._fault()
         return await self._lists.append(key, value, options)
 
+    async def load_scripts(self) -> None:
+        await self._lists.load()
+
     async def read_page(self, key: str, *, start: int | None, count: int) -> Page:
         """Up to ``count`` items from position ``start`` (None: the oldest kept)."""
         await self._fault()
@@ -119,7 +122,8 @@ class RedisConnection:
             timeout_seconds=self._settings.redis_timeout_seconds,
             telemetry=telemetry,
         ) as redis:
-            app.state.store = CacheStore(redis, app.state.faults)
+            app.state.store = store = CacheStore(redis, app.state.faults)
+            await store.load_scripts()
             yield
 
     async def check_ready(self, app: FastAPI) -> None:
