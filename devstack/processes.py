@@ -81,10 +81,20 @@ def http_ok(url: str) -> Probe:
 
 
 def redis_ping(port: int) -> Probe:
+    """Redis answers PING, asked as its ``probe`` user (PING only, any password: see
+    scripts/gen_redis_acl.py); a Redis without users takes the AUTH as an error and
+    still answers the PING."""
+
     def probe() -> bool | None:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-            sock.sendall(b"PING\r\n")
-            return True if sock.recv(64).startswith(b"+PONG") else None
+            sock.sendall(b"AUTH probe any\r\nPING\r\n")
+            answer = b""
+            while answer.count(b"\r\n") < 2:  # AUTH's reply, then PING's
+                chunk = sock.recv(256)
+                if not chunk:
+                    return None
+                answer += chunk
+            return True if b"+PONG\r\n" in answer else None
 
     return probe
 

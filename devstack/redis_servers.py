@@ -13,7 +13,8 @@ Both stacks run these files as they are: the command line adds only where to lis
 where data goes, and the ACL file (natively, the tests too: the demo's, in
 deploy/redis/demo-secrets/, written by scripts/gen_redis_acl.py). A service connects as
 the user of its own name (services.registry.redis_url_as), its password read from
-``<NAME>_REDIS_PASSWORD_FILE``; people, the drills and the tests' checks as ``admin``.
+``<NAME>_REDIS_PASSWORD_FILE``; people, the drills and the tests' checks as the
+password-protected ``default`` (ADMIN); health checks as ``probe`` (PING only).
 The demo passwords are for laptops only: compose reads the same files as secrets,
 Kubernetes gets them only in the dev overlay.
 """
@@ -29,7 +30,12 @@ CONFIGS = {
     registry.REDIS_LIMITS: REDIS_DIR / "redis-limits.conf",
 }
 DEMO_SECRETS = REDIS_DIR / "demo-secrets"
-ADMIN = "admin"  # every command, every key: for people and drills, never a service
+# Every command, every key: for people and drills, never a service. Redis's own
+# ``default`` user, behind a password (scripts/gen_redis_acl.py says why).
+ADMIN = "default"
+ADMIN_PASSWORD = DEMO_SECRETS / "admin.password"
+# PING only, any password: what health checks and readiness probes log in as.
+PROBE = "probe"
 
 
 def redis_command(port: int, data_dir: Path, redis: str = registry.REDIS) -> list[str]:
@@ -52,7 +58,7 @@ def redis_command(port: int, data_dir: Path, redis: str = registry.REDIS) -> lis
 
 def password_file(user: str) -> Path:
     """The demo password of a Redis user (a service's name, or ADMIN)."""
-    return DEMO_SECRETS / f"{user}.password"
+    return ADMIN_PASSWORD if user == ADMIN else DEMO_SECRETS / f"{user}.password"
 
 
 def admin_url(port: int, db: int = 0) -> str:

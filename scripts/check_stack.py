@@ -536,7 +536,7 @@ REDIS_CONFIGS = {
     ),
     "redis-limits": ("deploy/redis/redis-limits.conf", {}),
 }
-REDIS_EVERY = {"maxmemory-policy": {"noeviction"}, "protected-mode": {"no"}}
+REDIS_EVERY = {"maxmemory-policy": {"noeviction"}}
 # What a command line may add to the shared file: where to listen, where the data is,
 # where the users are (a secret of each deployment).
 REDIS_PLACE_FLAGS = {"--port", "--bind", "--dir", "--aclfile"}

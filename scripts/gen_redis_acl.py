@@ -8,13 +8,19 @@
 Redis reads its users from the file given with ``--aclfile`` (ACL files take no
 comments, hence the rules and their reasons live here). Each Redis has:
 
-- ``default``, the user of a connection without credentials: PING only (the health
-  checks of compose and Kubernetes), no key, no channel, so no password to hand out;
+- ``default``: every command and key, behind a password: for people
+  (``redis-cli --askpass``) and the fault drills, never for a service. A connection
+  without credentials is this user unauthenticated, so it can do nothing at all.
+  Why ``default`` holds the rights rather than a user named ``admin``: Redis replays a
+  transaction from its append-only file as ``default``, and releases before
+  redis/redis#14545 (Debian's 7.0 among them) check EXEC against that user's rights,
+  so a restricted ``default`` made Redis drop every replayed transaction, and with
+  them every Lua script's writes, silently, at each restart;
+- ``probe``: PING and nothing else, with no password of its own (any will do), for
+  the health checks of compose and Kubernetes (``redis-cli --user probe --pass any ping``);
 - one user per service that uses it, named after the service and allowed only its own
   key prefixes and the commands it sends (services/registry.py says which Redis each
-  service uses; a service not listed here has no user anywhere);
-- ``admin``: every command and key, for people (``redis-cli --user admin --askpass``)
-  and the fault drills, never for a service.
+  service uses; a service not listed here has no user anywhere).
 
 Passwords are never written: each user's line holds the SHA-256 of its password
 (``#<hash>``), read from ``<DIR>/<user>.password`` (one line; a trailing newline is not
@@ -60,9 +66,9 @@ SERVICE_RULES = {
     "+get +set +exists +incrby +pttl +rename",
 }
 _TAKEN_BACK = "-@admin -@dangerous"
-DEFAULT = "user default on nopass resetkeys resetchannels -@all +ping"
-ADMIN = "admin"
+ADMIN = "default"  # see the module's docstring
 ADMIN_RULES = "~* &* +@all"
+PROBE = "user probe on nopass resetkeys resetchannels -@all +ping"
 
 
 def password_hash(path: Path) -> str:
@@ -76,14 +82,13 @@ def password_hash(path: Path) -> str:
 def acl(redis: str, passwords: Path) -> str:
     """The ACL file of the Redis named ``redis`` (one of registry.REDISES)."""
     users = [s.name for s in registry.SERVICES if redis in s.dependencies]
-    lines = [DEFAULT]
+    admin = password_hash(passwords / "admin.password")
+    lines = [f"user {ADMIN} on #{admin} {ADMIN_RULES}", PROBE]
     for user in users:
         rules = SERVICE_RULES[user]  # KeyError: a service uses Redis with no rules here
         digest = password_hash(passwords / f"{user}.password")
         reset = "resetkeys resetchannels -@all"
         lines.append(f"user {user} on #{digest} {reset} {rules} {_TAKEN_BACK}")
-    admin = password_hash(passwords / f"{ADMIN}.password")
-    lines.append(f"user {ADMIN} on #{admin} {ADMIN_RULES}")
     return "\n".join(lines) + "\n"
 
 

@@ -7,9 +7,13 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from redis import Redis
-from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    NoPermissionError,
+    ResponseError,
+)
 
-from devstack.redis_servers import password_file
+from devstack.redis_servers import ADMIN, PROBE, password_file
 from services import registry
 from services.gateway.rate_limit import KEY_PREFIX
 from services.gateway.settings import DEMO_API_KEY
@@ -46,18 +50,25 @@ def connect(servers: RedisServers, redis: str, user: str | None = None) -> Redis
 
 @pytest.fixture
 def admin(redis_servers: RedisServers) -> Iterator[dict[str, Redis]]:
-    clients = {redis: connect(redis_servers, redis, "admin") for redis in registry.REDISES}
+    clients = {redis: connect(redis_servers, redis, ADMIN) for redis in registry.REDISES}
     yield clients
     for client in clients.values():
         client.close()
 
 
 @pytest.mark.parametrize("redis", registry.REDISES)
-def test_without_credentials_a_client_may_only_ping(
+def test_without_credentials_nothing_answers_and_the_probe_only_pings(
     redis_servers: RedisServers, redis: str
 ) -> None:
-    with connect(redis_servers, redis) as anonymous:
-        assert anonymous.ping()  # the health checks
+    port = redis_servers.ports[redis]
+    with Redis(port=port, decode_responses=True) as anonymous:
+        for command in [("PING",), ("GET", "value:x"), ("INFO",), *ADMINISTRATION]:
+            with pytest.raises(AuthenticationError):
+                anonymous.execute_command(*command)
+    # The health checks' user: any password, PING only.
+    any_password = "any"  # noqa: S105 (not a secret: the probe user takes any)
+    with Redis(port=port, username=PROBE, password=any_password, decode_responses=True) as probe:
+        assert probe.ping()
         for command in [
             ("GET", "value:x"),
             ("SET", "value:x", "planted"),
@@ -67,7 +78,7 @@ def test_without_credentials_a_client_may_only_ping(
             *ADMINISTRATION,
         ]:
             with pytest.raises(NoPermissionError):
-                anonymous.execute_command(*command)
+                probe.execute_command(*command)
 
 
 @pytest.mark.parametrize(

@@ -19,12 +19,16 @@ def test_the_committed_demo_files_are_what_the_rules_make() -> None:
 
 def test_each_redis_knows_only_its_services_user() -> None:
     files = acl_files(DEMO_SECRETS)
-    assert set(users(files["redis.acl"])) == {"default", "cache", "admin"}
-    assert set(users(files["redis-limits.acl"])) == {"default", "gateway", "admin"}
+    assert set(users(files["redis.acl"])) == {"default", "probe", "cache"}
+    assert set(users(files["redis-limits.acl"])) == {"default", "probe", "gateway"}
     # The limiter's keys are the ones services/gateway/rate_limit.py writes.
     assert f" ~{KEY_PREFIX}:* " in users(files["redis-limits.acl"])["gateway"]
     for acl in files.values():
-        assert users(acl)["default"].endswith("nopass resetkeys resetchannels -@all +ping")
+        # default: everything, behind the admin's password (never nopass: every
+        # connection starts as default); probe: PING, with any password.
+        assert users(acl)["default"].endswith("~* &* +@all")
+        assert "nopass" not in users(acl)["default"]
+        assert users(acl)["probe"].endswith("nopass resetkeys resetchannels -@all +ping")
 
 
 def test_your_passwords_give_your_hashes_and_never_appear(tmp_path: Path) -> None:
