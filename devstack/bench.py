@@ -312,7 +312,7 @@ def run_bench(
     profile_dir: Path | None = None,
 ) -> dict[str, Any]:
     if shutil.which("wrk") is None:
-        raise SystemExit("make bench needs wrk: scripts/require-debian.sh wrk wrk")
+        raise SystemExit("make bench needs wrk: scripts/require.sh wrk wrk")
     started = datetime.now(UTC)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="otel-chat-bench-") as tmp:

@@ -47,7 +47,7 @@ class Service:
 
     @property
     def module(self) -> str:
-        """Its entry module, with ``create_app(settings=None, wiring=PRODUCTION)``."""
+        """Its entry module, with ``create_app(settings=None, outbound=None)``."""
         return f"services.{self.name}.main"
 
     @property

@@ -16,15 +16,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import cast
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.responses import Response
 
 from services.cache.lists import LIST_PREFIX, Appended, AppendOptions, Lists, Page
 from services.cache.settings import CacheSettings
 from services.common.faults import Faults, InjectedFaultError
-from services.common.redis import open_redis
+from services.common.problems import DownstreamError, problem_for
 from services.telemetry import Telemetry
 
 _STATS = "stats"
@@ -105,6 +107,32 @@ class CacheStore:
         await self._redis.connection_pool.disconnect(inuse_connections=False)
 
 
+@asynccontextmanager
+async def open_redis(
+    url: str, *, password: str | None, timeout_seconds: float, telemetry: Telemetry
+) -> AsyncIterator[Redis]:
+    """A connection pool for the app's whole life; every command is a client span.
+
+    ``url`` names the ACL user (``redis://cache@redis:6379/0``), ``password`` is its
+    password (from a secret file: services.common.settings.RedisCredentials).
+    Replies are decoded to ``str``. The same timeout bounds connecting and each
+    command: a Redis on the same network answers in well under a millisecond,
+    and past the timeout failing fast beats piling requests up behind it.
+    """
+    client = Redis.from_url(
+        url,
+        password=password,
+        decode_responses=True,
+        socket_timeout=timeout_seconds,
+        socket_connect_timeout=timeout_seconds,
+    )
+    telemetry.instrument_redis(client)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
 class RedisConnection:
     """The cache service's one dependency: a Redis connection pool.
 
@@ -129,3 +157,22 @@ class RedisConnection:
     async def check_ready(self, app: FastAPI) -> None:
         store: CacheStore = app.state.store
         await store.ping()
+
+
+async def redis_failed(request: Request, exc: Exception) -> Response:
+    """The app's handler of RedisError: Redis down, slow or full is a 503/504 problem;
+    the Redis span holds the cause."""
+    if isinstance(exc, RedisTimeoutError):
+        return problem_for(request, DownstreamError(504, "Redis did not answer in time."))
+    if isinstance(exc, ResponseError):
+        # By class, not by message: inside a transaction (a history append) redis-py
+        # starts the message with the failing command, not with OOM.
+        if isinstance(exc, OutOfMemoryError):
+            # maxmemory reached; Redis evicts nothing (see deploy/redis/redis.conf).
+            failure = DownstreamError(503, "Redis is full: the write was refused.")
+        else:  # e.g. WRONGTYPE: Redis is there, the command or the data is wrong
+            failure = DownstreamError(502, "Redis rejected the command.")
+        return problem_for(request, failure)
+    store: CacheStore = request.app.state.store
+    await store.forget_idle_connections()  # they lead to the Redis that went away
+    return problem_for(request, DownstreamError(503, "Redis is unavailable."))

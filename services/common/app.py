@@ -1,61 +1,36 @@
 """The app factory every service's ``create_app`` delegates to.
 
-It wires what all three services have in common, so a service's own
-``main.py`` only names its routes, its dependencies and its metrics:
+It wires what the services have in common, so a service's own ``main.py`` only
+names its routes, what it calls, its metrics and its own middleware layers:
 
-- telemetry (providers built per process, flushed at shutdown),
-- problem+json error handlers, and a 500 that still carries every header,
-- ``/healthz`` (liveness, no I/O) and ``/readyz`` (the one dependency),
+- telemetry (providers built per process, flushed at shutdown: services/telemetry),
+- the middleware stack, declared once in services/common/middleware.py,
+- problem+json error handlers (services/common/problems.py),
+- ``/healthz`` and ``/readyz`` (services/common/health.py),
 - the admin endpoints on a listener of their own, when an admin key is set
   (services/common/admin.py): never on the service's port,
 - Swagger UI at ``/docs`` from the package's own files (services/common/web.py),
-- no span at all for probes, docs and what a service declares untraced,
-- the trace id of every request in the ``traceresponse`` and ``X-Trace-Id``
-  response headers.
-
-Middleware, outermost first::
-
-    edge middleware (ServiceApp.add_edge_middleware)   before any span exists
-    FastAPI's native telemetry                          the server span
-    Starlette's ServerErrorMiddleware                   (never reached: see below)
-    middleware a service adds (CORS, ...)
-    TraceResponseMiddleware                             traceresponse, X-Trace-Id
-    ServiceLogContext                                   log records -> this service
-    DeadlineMiddleware                                  504 problem when out of time
-    BodyLimitMiddleware                                 413 problem (if a limit is set)
-    UnhandledErrorMiddleware                            500 problem, logged once
-    SuppressInstrumentation                             untraced requests: no span inside
-    SelfFaultMiddleware                                 faults on purpose (faults.py)
-    exception handlers, routes
+- no span at all for probes, docs and what a service declares untraced.
 """
 
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from functools import partial
 from importlib.metadata import version
 from typing import Any, Protocol
 
 import httpx
 from fastapi import APIRouter, FastAPI, Request
-from opentelemetry import trace
-from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.metrics import Meter
-from starlette.datastructures import Headers, MutableHeaders
-from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.common.admin import AdminListener, admin_app
-from services.common.asgi import HttpMiddleware, WatchedSend
-from services.common.deadline import DeadlineMiddleware
-from services.common.faults import Faults, SelfFaultMiddleware
-from services.common.problems import (
-    ProblemError,
-    install_problem_handlers,
-    problem_response,
-    unhandled_problem,
-)
+from services.common.faults import Faults
+from services.common.health import HEALTH_PATHS, ReadinessCheck, health_router
+from services.common.middleware import BodyLimit, ServiceLayers, StackParts, Untraced, middleware
+from services.common.problems import install_problem_handlers
 from services.common.settings import ServiceSettings
 from services.common.web import DOCS_PATHS, DOCS_PREFIXES, mount_docs
 from services.registry import by_name
@@ -63,41 +38,35 @@ from services.telemetry import Telemetry, TelemetryExporters, configure_telemetr
 
 _log = logging.getLogger(__name__)
 
-HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
 # Not traced: probes every few seconds, and the API's own documentation (its page,
 # files and document), would bury the real traces (and are no request of the chat's).
 UNTRACED_PATHS = HEALTH_PATHS | DOCS_PATHS
-TRACE_ID_HEADER = "X-Trace-Id"
 
 
-class Resource(Protocol):
-    """Something a service opens for its whole life: a client, a pool."""
+class Backing(Protocol):
+    """A service this app calls, held open for the app's whole life: an HTTP client of
+    a downstream service, a Redis pool, the Collector (what services/registry.py lists
+    as what a service calls and uses)."""
 
     def open(self, app: FastAPI, telemetry: Telemetry) -> AbstractAsyncContextManager[None]:
         """Open it for the app's whole life (storing clients on ``app.state``)."""
         ...
 
 
-class Dependency(Resource, Protocol):
-    """The one thing a service cannot serve without: a downstream service, or Redis."""
-
-    async def check_ready(self, app: FastAPI) -> None:
-        """Raise (anything) when it is not usable."""
-        ...
+class Callee(Backing, ReadinessCheck, Protocol):
+    """The one backing service this app cannot serve without: ``/readyz`` checks it."""
 
 
 @dataclass(frozen=True, kw_only=True)
-class Wiring:
-    """Where an app's telemetry and outgoing requests go; tests replace both."""
+class Outbound:
+    """Where an app's telemetry and outgoing requests go. The default, the network and
+    the OTLP exporters the OTEL_* variables configure; tests replace both."""
 
-    # None: OTLP exporters configured by the OTEL_* environment variables.
+    # In-memory exporters instead of OTLP.
     exporters: TelemetryExporters | None = None
-    # None: the network. Tests pass httpx.ASGITransport(downstream_app) to
-    # chain apps in one process.
+    # httpx.ASGITransport(downstream_app) instead of the network: apps chained in one
+    # process.
     transport: httpx.AsyncBaseTransport | None = None
-
-
-PRODUCTION = Wiring()
 
 
 @dataclass(frozen=True)
@@ -119,63 +88,58 @@ class ServiceSpec:
 
 
 class ServiceApp(FastAPI):
-    """FastAPI, plus a place for middleware that must run before its telemetry.
+    """FastAPI, with middleware that runs before its telemetry: ``before_telemetry``,
+    outermost first. FastAPI's native telemetry wraps every other middleware, so its
+    server span already exists (its parent read from the request's ``traceparent``)
+    when they run; these wrap the whole app and can change what a request carries
+    before anything reads it."""
 
-    ``add_middleware`` puts middleware inside FastAPI's native telemetry, whose
-    server span already exists by then (its parent read from the request's
-    ``traceparent`` and ``baggage``). Edge middleware wraps the whole app, so it
-    can rewrite what a request carries before anything reads it.
-    """
-
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, *, before_telemetry: Sequence[Middleware] = (), **options: Any) -> None:
         super().__init__(**options)
-        self._edge: ASGIApp = partial(FastAPI.__call__, self)
-
-    def add_edge_middleware(self, middleware: Callable[[ASGIApp], ASGIApp]) -> None:
-        self._edge = middleware(self._edge)
+        app: ASGIApp = super().__call__
+        for layer in reversed(before_telemetry):
+            app = layer.cls(app, *layer.args, **layer.kwargs)
+        self._outermost = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._edge(scope, receive, send)
+        await self._outermost(scope, receive, send)
 
 
 def create_service_app(
     spec: ServiceSpec,
     settings: ServiceSettings,
-    dependency: Dependency,
-    wiring: Wiring,
+    outbound: Outbound,
     *,
-    resources: Sequence[Resource] = (),
-    max_body_bytes: int | None = None,
-    max_body_bytes_by_path: Mapping[str, int] | None = None,
+    calls: Callee,
+    uses: Sequence[Backing] = (),
+    layers: ServiceLayers = ServiceLayers(),  # noqa: B008 (frozen: shared safely)
+    body_limit: BodyLimit | None = None,
     own_budget_seconds: float | None = None,
 ) -> ServiceApp:
-    """The app of one service; ``/readyz`` checks ``dependency``.
+    """The app of one service; ``/readyz`` checks ``calls``.
 
-    ``resources`` are opened for the app's life too, but readiness does not wait
-    for them: the service degrades without them (the gateway's rate-limit store).
-    A body over ``max_body_bytes`` is a 413, refused before it is parsed; a path
-    in ``max_body_bytes_by_path`` has a limit of its own instead.
-    ``own_budget_seconds``: this service starts requests' time budgets (the
-    gateway); the others take theirs from the caller (see deadline.py).
+    ``uses`` are opened for the app's life too, but readiness does not wait for them:
+    the service degrades without them (the gateway's rate-limit store). A body over
+    ``body_limit`` is a 413, refused before it is parsed. ``own_budget_seconds``: this
+    service starts requests' time budgets (the gateway); the others take theirs from
+    the caller (see deadline.py).
     """
     name = spec.name
     telemetry = configure_telemetry(
-        name, log_level=settings.log_level, exporters=wiring.exporters, edge=spec.edge
+        name, log_level=settings.log_level, exporters=outbound.exporters, edge=spec.edge
     )
     faults = Faults(settings.faults, telemetry.tracer)
+    backing = [calls, *uses]
     if settings.admin_key is not None:
-        resources = [
-            *resources,
-            _admin_listener(name, settings, settings.admin_key, faults, telemetry),
-        ]
+        backing.append(_admin_listener(name, settings, settings.admin_key, faults, telemetry))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             with telemetry.log_context():
                 async with AsyncExitStack() as opened:
-                    for resource in (dependency, *resources):
-                        await opened.enter_async_context(resource.open(app, telemetry))
+                    for service in backing:
+                        await opened.enter_async_context(service.open(app, telemetry))
                     _log.info("%s service started", name)
                     yield
                 _log.info("%s service stopping", name)
@@ -185,6 +149,15 @@ def create_service_app(
     untraced = Untraced(
         UNTRACED_PATHS | spec.untraced_paths, DOCS_PREFIXES + spec.untraced_prefixes
     )
+    parts = StackParts(
+        service=name,
+        telemetry=telemetry,
+        faults=faults,
+        untraced=untraced,
+        max_budget_seconds=settings.max_request_budget_seconds,
+        own_budget_seconds=own_budget_seconds,
+        body_limit=body_limit,
+    )
     app = ServiceApp(
         title=f"otel-chat-demo {name}",
         description=spec.description or "",
@@ -193,34 +166,22 @@ def create_service_app(
         telemetry=telemetry.fastapi_config(
             excluded_paths=untraced.paths, excluded_prefixes=untraced.prefixes
         ),
+        before_telemetry=layers.before_telemetry,
+        middleware=middleware(parts, layers),
         # Swagger UI from the package's own files instead (mount_docs); no ReDoc.
         docs_url=None,
         redoc_url=None,
     )
     if settings.server_instrumentation == "contrib":
-        telemetry.instrument_app_contrib(app, excluded_paths=UNTRACED_PATHS)
+        telemetry.instrument_app_contrib(
+            app, excluded_paths=untraced.paths, excluded_prefixes=untraced.prefixes
+        )
     app.state.settings = settings
     app.state.telemetry = telemetry
     app.state.metrics = spec.metrics(telemetry.meter)
     app.state.faults = faults
     install_problem_handlers(app)
-    # add_middleware puts each new one outside the ones before it.
-    app.add_middleware(SelfFaultMiddleware, faults=app.state.faults, exempt=HEALTH_PATHS)
-    app.add_middleware(SuppressInstrumentation, untraced=untraced)
-    app.add_middleware(UnhandledErrorMiddleware)
-    if max_body_bytes is not None:
-        app.add_middleware(
-            BodyLimitMiddleware, max_bytes=max_body_bytes, by_path=max_body_bytes_by_path or {}
-        )
-    app.add_middleware(
-        DeadlineMiddleware,
-        service=name,
-        max_budget_seconds=settings.max_request_budget_seconds,
-        own_budget_seconds=own_budget_seconds,
-    )
-    app.add_middleware(ServiceLogContext, telemetry=telemetry)
-    app.add_middleware(TraceResponseMiddleware)
-    app.include_router(_health_router(dependency))
+    app.include_router(health_router(calls))
     mount_docs(app)
     app.include_router(spec.router)
     return app
@@ -240,143 +201,6 @@ def _admin_listener(
     )
     port = by_name(name).admin_port if settings.admin_port is None else settings.admin_port
     return AdminListener(app, settings.admin_host, port)
-
-
-def _health_router(dependency: Dependency) -> APIRouter:
-    router = APIRouter(tags=["health"])
-
-    @router.get("/healthz", summary="Liveness: the process serves requests")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @router.get("/readyz", summary="Readiness: the one dependency is usable")
-    async def readyz(request: Request) -> object:
-        try:
-            # Not traced: a probe every few seconds would bury the real traces.
-            with suppress_instrumentation():
-                await dependency.check_ready(request.app)
-        except Exception as exc:  # any failure means "not ready", never a 500
-            detail = exc.detail if isinstance(exc, ProblemError) else type(exc).__name__
-            return problem_response(503, "Service Unavailable", f"Not ready: {detail}")
-        return {"status": "ready"}
-
-    return router
-
-
-@dataclass(frozen=True)
-class Untraced:
-    """Requests that get no span at all: exact paths, and path prefixes."""
-
-    paths: frozenset[str]
-    prefixes: tuple[str, ...]
-
-    def __contains__(self, path: str) -> bool:
-        return path in self.paths or path.startswith(self.prefixes)
-
-
-class SuppressInstrumentation(HttpMiddleware):
-    """No span inside an untraced request either (its Redis or HTTP calls): without
-    the server span, each would start a trace of its own."""
-
-    def __init__(self, app: ASGIApp, untraced: Untraced) -> None:
-        super().__init__(app)
-        self.untraced = untraced
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["path"] not in self.untraced:
-            await self.app(scope, receive, send)
-            return
-        with suppress_instrumentation():
-            await self.app(scope, receive, send)
-
-
-class TraceResponseMiddleware(HttpMiddleware):
-    """Add the server span's ids to every response (W3C Trace Context Level 2)."""
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope, receive, WatchedSend(send, on_start=_add_trace_headers))
-
-
-def _add_trace_headers(headers: MutableHeaders) -> None:
-    span_context = trace.get_current_span().get_span_context()
-    if span_context.is_valid:
-        trace_id = trace.format_trace_id(span_context.trace_id)
-        span_id = trace.format_span_id(span_context.span_id)
-        flags = f"{span_context.trace_flags:02x}"
-        headers["traceresponse"] = f"00-{trace_id}-{span_id}-{flags}"
-        headers[TRACE_ID_HEADER] = trace_id
-
-
-class ServiceLogContext:
-    """Log records written while this app handles a request are this service's
-    (see telemetry: in the unit tests several apps share one process)."""
-
-    def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
-        self.app = app
-        self.telemetry = telemetry
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        with self.telemetry.log_context():
-            await self.app(scope, receive, send)
-
-
-class UnhandledErrorMiddleware(HttpMiddleware):
-    """An unexpected exception becomes a 500 problem here, inside the other middleware.
-
-    Left to Starlette, its ServerErrorMiddleware answers from outside every
-    middleware (the 500 would lack CORS and trace headers) and then re-raises
-    (a second, unlinked traceback in the server's log). Here the exception is
-    recorded on the server span and logged once, with the trace id.
-    """
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        watched = WatchedSend(send)
-        try:
-            await self.app(scope, receive, watched)
-        except Exception as exc:
-            if watched.status is not None:  # too late for another response
-                raise
-            response = unhandled_problem(scope["method"], scope["path"], exc)
-            await response(scope, receive, send)
-
-
-class BodyLimitMiddleware(HttpMiddleware):
-    """A request body over ``max_bytes`` is a 413 problem, refused before it is parsed.
-
-    ``by_path`` gives some paths a limit of their own (larger or smaller), e.g.
-    the gateway's relay of browser telemetry, whose batches outgrow a chat message.
-
-    A declared ``Content-Length`` over the limit is refused before a byte is read;
-    a chunked body as soon as it passes the limit. (FastAPI's own ``max_body_size``
-    answers a declared oversize with plain text from outside every middleware.)
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int, by_path: Mapping[str, int]) -> None:
-        super().__init__(app)
-        self.max_bytes = max_bytes
-        self.by_path = dict(by_path)
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        max_bytes = self.by_path.get(scope["path"], self.max_bytes)
-        detail = f"The request body is larger than {max_bytes} bytes."
-        declared = Headers(scope=scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > max_bytes:
-            response = problem_response(413, "Content Too Large", detail)
-            await response(scope, receive, send)
-            return
-        received = 0
-
-        async def receive_within_limit() -> Message:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > max_bytes:
-                # An HTTPException, so FastAPI's body reader lets it through to
-                # the problem handlers (it turns other errors into a 400).
-                raise HTTPException(413, detail)
-            return message
-
-        await self.app(scope, receive_within_limit, send)
 
 
 def from_state(name: str) -> Callable[[Request], Any]:

@@ -28,7 +28,7 @@ from opentelemetry import trace
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.common.asgi import HttpMiddleware, WatchedSend
+from services.common.asgi import HttpMiddleware, response_status
 from services.common.problems import problem_response
 
 BUDGET_HEADER = "X-Request-Budget-Ms"
@@ -104,14 +104,13 @@ class DeadlineMiddleware(HttpMiddleware):
             detail = f"{BUDGET_HEADER} must be a whole number of milliseconds (at most 9 digits)."
             await problem_response(400, "Bad Request", detail)(scope, receive, send)
             return
-        watched = WatchedSend(send)
         with _within(budget) as deadline:
             try:
                 loop_deadline = asyncio.get_running_loop().time() + (deadline - time.monotonic())
                 async with asyncio.timeout_at(loop_deadline):
-                    await self.app(scope, receive, watched)
+                    await self.app(scope, receive, send)
             except TimeoutError as exc:
-                if watched.status is not None:
+                if response_status(scope) is not None:  # too late for another response
                     raise
                 detail = f"{self.service}: out of time (request budget {budget * 1000:.0f} ms)."
                 trace.get_current_span().record_exception(exc)

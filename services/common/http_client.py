@@ -29,6 +29,7 @@ from services.common.problems import (
     DownstreamError,
     NotFoundError,
     ProblemError,
+    not_there_is_an_answer,
 )
 from services.common.settings import DownstreamSettings
 from services.telemetry import Telemetry
@@ -155,7 +156,7 @@ class ServiceClient:
 
 @dataclass(frozen=True)
 class Downstream:
-    """The service this app calls (a Dependency of the app factory).
+    """A service this app calls over HTTP (a Callee of the app factory).
 
     ``urls``: its base URLs, one per replica or per name that resolves to its
     replicas (services/common/balancing.py). Its client lives on
@@ -165,7 +166,7 @@ class Downstream:
     name: str
     urls: Sequence[str]
     settings: DownstreamSettings
-    transport: httpx.AsyncBaseTransport | None = None  # see Wiring.transport
+    transport: httpx.AsyncBaseTransport | None = None  # see app.Outbound.transport
 
     @property
     def state_name(self) -> str:
@@ -182,12 +183,12 @@ class Downstream:
         )
         # httpx's API over aiohttp's connection pool: httpx's own pool (httpcore)
         # polls every pooled connection on each request, which cost more CPU than
-        # the rest of the gateway together (see the README's benchmark).
+        # the rest of the gateway together (docs: the benchmark).
         transport = self.transport or AiohttpTransport(limits=limits)
         # No base URL: every call names its replica (ServiceClient.exchange).
         endpoints = Endpoints(self.urls, ttl_seconds=self.settings.resolve_ttl_seconds)
         async with httpx.AsyncClient(timeout=timeout, transport=transport) as http:
-            telemetry.instrument_http_client(http)
+            telemetry.instrument_http_client(http, response_hook=not_there_is_an_answer)
             client = ServiceClient(self.name, http, app.state.faults, endpoints)
             setattr(app.state, self.state_name, client)
             yield

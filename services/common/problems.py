@@ -11,7 +11,7 @@ The exceptions a service raises on purpose::
 
 Validation errors become 422 (400 for a body that is not JSON at all), a body
 over the app's limit 413; any other exception becomes a 500 whose body says
-nothing about the internals (see services.common.app.UnhandledErrorMiddleware).
+nothing about the internals (see services.common.middleware.UnhandledErrors).
 :func:`documented` describes these responses in a route's OpenAPI.
 """
 
@@ -24,6 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from opentelemetry import trace
+from opentelemetry.instrumentation.httpx import RequestInfo, ResponseInfo
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
@@ -105,6 +106,18 @@ class NotFoundError(ProblemError):
     def __init__(self, detail: str) -> None:
         super().__init__(404, detail, headers={PROBLEM_TYPE_HEADER: NOT_THERE_TYPE})
         self.type = NOT_THERE_TYPE
+
+
+async def not_there_is_an_answer(
+    span: trace.Span, request: RequestInfo, response: ResponseInfo
+) -> None:
+    """The client spans' hook (services/common/http_client.py): a 404 that says "not
+    there" (a cache miss, an unknown session) is an answer, not a failed call. Left as
+    ERROR, every cache miss would paint the trace red and count in the span-metrics
+    error rate. Any other 404 (a wrong URL) stays an error."""
+    not_there = response.headers and response.headers.get(PROBLEM_TYPE_HEADER) == NOT_THERE_TYPE
+    if response.status_code == 404 and not_there:
+        span.set_status(trace.StatusCode.OK)
 
 
 # The type of a 5xx a service answers because something it calls failed. Its
@@ -191,4 +204,4 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _problem)
     app.add_exception_handler(HTTPException, _http_exception)
     app.add_exception_handler(RequestValidationError, _validation)
-    # Any other exception: see services.common.app.UnhandledErrorMiddleware.
+    # Any other exception: see services.common.middleware.UnhandledErrors.

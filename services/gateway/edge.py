@@ -31,22 +31,20 @@ known its rate-limit quota. The server banner is switched off in uvicorn's setti
 """
 
 from collections.abc import Sequence
-from typing import ClassVar
 
 from opentelemetry import propagate, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.trace import SpanContext
-from starlette.datastructures import MutableHeaders
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.common.asgi import HttpMiddleware, WatchedSend
+from services.common.asgi import HttpMiddleware
 from services.common.problems import problem_response
 
 # Baggage the propagators read by header prefix rather than by name (Jaeger's and
 # OpenTracing's), so not among their ``fields``.
 _BAGGAGE_PREFIXES = (b"uberctx-", b"ot-baggage-")
-# Where IncomingTraceContext leaves an untrusted client context for LinkClientContext.
+# Where IncomingTraceContext leaves an untrusted client context for ClientOnTheServerSpan.
 _CLIENT_CONTEXT = "gateway.client_trace_context"
 
 
@@ -80,29 +78,19 @@ class IncomingTraceContext:
         await self.app(scope, receive, send)
 
 
-class RecordClientAddress(HttpMiddleware):
-    """Inside the server span: ``client.address``, the address uvicorn reports
-    (the peer's, or the one a trusted proxy forwarded)."""
+class ClientOnTheServerSpan(HttpMiddleware):
+    """Inside the server span: who the client is, as far as the gateway can tell.
+    ``client.address`` is the address uvicorn reports (the peer's, or the one a
+    trusted proxy forwarded); an untrusted client trace context becomes a link."""
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        span = trace.get_current_span()
         client = scope.get("client")
         if client:
-            trace.get_current_span().set_attribute("client.address", client[0])
-        await self.app(scope, receive, send)
-
-
-class LinkClientContext:
-    """Inside the server span: link it to the untrusted client context, if any."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            span.set_attribute("client.address", client[0])
         client_context: SpanContext | None = scope.get(_CLIENT_CONTEXT)
         if client_context is not None:
-            trace.get_current_span().add_link(
-                client_context, {"link.reason": "client trace context, not trusted"}
-            )
+            span.add_link(client_context, {"link.reason": "client trace context, not trusted"})
         await self.app(scope, receive, send)
 
 
@@ -142,17 +130,13 @@ async def _dropped(message: Message) -> None:
 # Headers a route asks the edge to add to its response, whatever the response
 # turns out to be (an error included): request.state.<this>.
 RESPONSE_HEADERS_STATE = "response_headers"
+# API responses are per caller: never to be cached or sniffed.
+_EVERY_RESPONSE = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 
 
-class ResponseHeaders(HttpMiddleware):
-    """Headers every API response of the public edge carries."""
-
-    HEADERS: ClassVar = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        def add_headers(headers: MutableHeaders) -> None:
-            added = scope.get("state", {}).get(RESPONSE_HEADERS_STATE, {})
-            for name, value in (self.HEADERS | added).items():
-                headers.setdefault(name, value)
-
-        await self.app(scope, receive, WatchedSend(send, on_start=add_headers))
+def edge_headers(scope: Scope) -> dict[str, str]:
+    """What every response of the public edge carries (services/common/asgi.py adds
+    them, keeping a page's own ``Cache-Control``): the two above, and the ones a
+    route asked for (the caller's rate-limit quota)."""
+    asked: dict[str, str] = scope.get("state", {}).get(RESPONSE_HEADERS_STATE, {})
+    return _EVERY_RESPONSE | asked

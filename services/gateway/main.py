@@ -3,25 +3,20 @@ and the chat page whose traces start in the browser."""
 
 from fastapi import APIRouter
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.middleware import Middleware
 
-from services.common.app import (
-    HEALTH_PATHS,
-    PRODUCTION,
-    TRACE_ID_HEADER,
-    ServiceApp,
-    ServiceSpec,
-    Wiring,
-    create_service_app,
-)
+from services.common.app import Outbound, ServiceApp, ServiceSpec, create_service_app
+from services.common.asgi import TRACE_ID_HEADER
+from services.common.health import HEALTH_PATHS
 from services.common.http_client import Downstream
+from services.common.middleware import BodyLimit, ServiceLayers
 from services.common.models import IDEMPOTENCY_KEY_HEADER
 from services.gateway import otlp, page, routes
 from services.gateway.edge import (
     AllowedHosts,
+    ClientOnTheServerSpan,
     IncomingTraceContext,
-    LinkClientContext,
-    RecordClientAddress,
-    ResponseHeaders,
+    edge_headers,
 )
 from services.gateway.metrics import CountChatOutcomes, GatewayMetrics
 from services.gateway.rate_limit import RateLimitStore
@@ -43,31 +38,31 @@ GATEWAY = ServiceSpec(
 )
 
 
-def create_app(settings: GatewaySettings | None = None, wiring: Wiring = PRODUCTION) -> ServiceApp:
+def create_app(
+    settings: GatewaySettings | None = None, outbound: Outbound | None = None
+) -> ServiceApp:
     settings = settings or GatewaySettings()
-    chat = Downstream("chat", [str(url) for url in settings.chat_url], settings, wiring.transport)
+    outbound = outbound or Outbound()
+    chat = Downstream("chat", [str(url) for url in settings.chat_url], settings, outbound.transport)
     app = create_service_app(
         GATEWAY,
         settings,
-        chat,
-        wiring,
-        resources=[RateLimitStore(settings), otlp.TelemetryRelay(settings)],
-        max_body_bytes=settings.max_body_bytes,
-        max_body_bytes_by_path={otlp.OTLP_TRACES_PATH: settings.otlp_max_body_bytes},
+        outbound,
+        calls=chat,
+        uses=[RateLimitStore(settings), otlp.TelemetryRelay(settings)],
+        layers=_edge_layers(settings),
+        body_limit=BodyLimit(
+            settings.max_body_bytes, {otlp.OTLP_TRACES_PATH: settings.otlp_max_body_bytes}
+        ),
         own_budget_seconds=settings.request_budget_seconds,
     )
     app.mount(page.ASSETS_PATH, page.page_assets(), name="page-assets")
-    trust = settings.trust_incoming_trace_context
-    app.add_edge_middleware(lambda inner: IncomingTraceContext(inner, trust_traceparent=trust))
-    # Each add_middleware wraps the ones before it: CORS ends up outermost.
-    app.add_middleware(RecordClientAddress)
-    app.add_middleware(LinkClientContext)
-    app.add_middleware(CountChatOutcomes, counter=app.state.metrics.chat_requests)
-    # Outside the chat's own middleware (a request for another host is not a chat
-    # request to count), inside ResponseHeaders (its 400 is no-store and nosniff too).
-    app.add_middleware(AllowedHosts, hosts=settings.allowed_hosts, exempt=HEALTH_PATHS)
-    app.add_middleware(ResponseHeaders)
-    app.add_middleware(
+    return app
+
+
+def _edge_layers(settings: GatewaySettings) -> ServiceLayers:
+    """The gateway's middleware, where services/common/middleware.py places it."""
+    cors = Middleware(
         CORSMiddleware,
         allow_origins=settings.cors_allow_origins,
         allow_methods=["GET", "POST"],
@@ -80,4 +75,15 @@ def create_app(settings: GatewaySettings | None = None, wiring: Wiring = PRODUCT
         ],
         expose_headers=[TRACE_ID_HEADER, "traceresponse", "RateLimit", "RateLimit-Policy"],
     )
-    return app
+    trust = settings.trust_incoming_trace_context
+    return ServiceLayers(
+        before_telemetry=[Middleware(IncomingTraceContext, trust_traceparent=trust)],
+        around=[cors],  # it answers preflights itself
+        headers=[edge_headers],
+        first=[
+            # Before counting: a request for another host is no chat request.
+            Middleware(AllowedHosts, hosts=settings.allowed_hosts, exempt=HEALTH_PATHS),
+            Middleware(CountChatOutcomes),
+            Middleware(ClientOnTheServerSpan),
+        ],
+    )

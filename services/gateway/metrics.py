@@ -1,7 +1,7 @@
-from opentelemetry.metrics import Counter, Meter
-from starlette.types import ASGIApp, Receive, Scope, Send
+from opentelemetry.metrics import Meter
+from starlette.types import Receive, Scope, Send
 
-from services.common.asgi import HttpMiddleware, WatchedSend
+from services.common.asgi import HttpMiddleware, response_status
 
 # chat.outcome of a POST /chat, by response status. 200 is sent only once a
 # valid reply has been built and serialized, so "ok" counts only real replies.
@@ -33,19 +33,17 @@ class GatewayMetrics:
 
 class CountChatOutcomes(HttpMiddleware):
     """Count every POST /chat by outcome, including those refused before the
-    route runs (no key, rate limited, body too large, not JSON)."""
-
-    def __init__(self, app: ASGIApp, counter: Counter) -> None:
-        super().__init__(app)
-        self.counter = counter
+    route runs (no key, rate limited, body too large, not JSON), in the app's own
+    ``chat.requests`` (its metrics are built with it: ``app.state.metrics``)."""
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST" or scope["path"] != "/chat":
             await self.app(scope, receive, send)
             return
-        watched = WatchedSend(send)
         try:
-            await self.app(scope, receive, watched)
+            await self.app(scope, receive, send)
         finally:
+            metrics: GatewayMetrics = scope["app"].state.metrics
             # No response at all is our failure.
-            self.counter.add(1, {"chat.outcome": chat_outcome(watched.status or 500)})
+            outcome = chat_outcome(response_status(scope) or 500)
+            metrics.chat_requests.add(1, {"chat.outcome": outcome})

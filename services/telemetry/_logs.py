@@ -115,8 +115,8 @@ def attach_log_handlers(
     root.setLevel(level.upper())
     # httpx logs every request at INFO; the client spans already tell that story. So
     # does uvicorn's access log (a plain-text line per request, outside the JSON and
-    # OTLP handlers) for the server side: with telemetry off it cost about 6% of the
-    # cache service's CPU (make bench PROFILE=1).
+    # OTLP handlers) for the server side, at a price the benchmark's profiles show
+    # (docs: the benchmark).
     for chatty in ("httpx", "uvicorn.access"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
     for handler in handlers:

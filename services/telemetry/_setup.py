@@ -13,8 +13,9 @@ defaults, see :func:`_resource`), ``OTEL_EXPORTER_OTLP_*`` (see ``_otlp.py``).
 
 import logging
 import os
+import re
 import uuid
-from collections.abc import MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -71,6 +72,9 @@ DEMO_METRIC_EXPORT_INTERVAL_MS = 5_000
 # instead of the old millisecond histograms; "database" gives db.system.name,
 # server.address and db.operation.name on Redis spans.
 SEMCONV_OPT_IN = "http,database"
+
+# What httpx's instrumentation calls with each client span and its response.
+ResponseHook = Callable[[trace.Span, RequestInfo, ResponseInfo], Awaitable[None]]
 
 _log = logging.getLogger(__name__)
 
@@ -141,22 +145,27 @@ class Telemetry:
             "exclude": exclude,
         }
 
-    def instrument_app_contrib(self, app: FastAPI, *, excluded_paths: frozenset[str]) -> None:
+    def instrument_app_contrib(
+        self, app: FastAPI, *, excluded_paths: frozenset[str], excluded_prefixes: tuple[str, ...]
+    ) -> None:
         """Server spans from opentelemetry-instrumentation-fastapi instead (FastAPI's
         native telemetry steps aside when it finds contrib's middleware in the stack).
 
         The same span and metric shape as the native one: no internal ASGI
-        send/receive spans, no header capture, the same paths excluded. Kept
-        selectable (``*_SERVER_INSTRUMENTATION=contrib``) so ``make bench`` can show
-        what each costs.
+        send/receive spans, no header capture, the same paths and prefixes excluded.
+        Kept selectable (``*_SERVER_INSTRUMENTATION=contrib``) so ``make bench`` can
+        show what each costs.
         """
         if not self.enabled:
             return
+        # Regular expressions searched in each request's whole URL.
+        exact = [f"//[^/]+{re.escape(path)}$" for path in sorted(excluded_paths)]
+        prefixes = [f"//[^/]+{re.escape(prefix)}" for prefix in excluded_prefixes]
         FastAPIInstrumentor.instrument_app(
             app,
             tracer_provider=self.tracer_provider,
             meter_provider=self.meter_provider,
-            excluded_urls=",".join(f"//[^/]+{path}$" for path in sorted(excluded_paths)),
+            excluded_urls=",".join(exact + prefixes),
             exclude_spans=["send", "receive"],
         )
 
@@ -165,14 +174,17 @@ class Telemetry:
         factory enters it per request and for the lifespan)."""
         return service_log_context(self.service_name)
 
-    def instrument_http_client(self, client: httpx.AsyncClient) -> None:
-        """Client spans, ``traceparent``/``baggage`` injection, client duration metrics."""
+    def instrument_http_client(
+        self, client: httpx.AsyncClient, *, response_hook: ResponseHook | None = None
+    ) -> None:
+        """Client spans, ``traceparent``/``baggage`` injection, client duration metrics;
+        ``response_hook`` may adjust each client span once its response is in."""
         if self.enabled:
             HTTPXClientInstrumentor.instrument_client(
                 client,
                 tracer_provider=self.tracer_provider,
                 meter_provider=self.meter_provider,
-                response_hook=_not_found_is_an_answer,
+                response_hook=response_hook,
             )
 
     def instrument_redis(self, client: "redis.Redis") -> None:
@@ -189,22 +201,6 @@ class Telemetry:
                 provider.shutdown()
             except Exception:
                 _log.exception("telemetry shutdown failed for %s", type(provider).__name__)
-
-
-# Set by our services on a 404 that means "no such thing" (services.common.problems).
-_NOT_THERE = ("x-problem-type", "urn:otel-chat-demo:problem:not-there")
-
-
-async def _not_found_is_an_answer(
-    span: trace.Span, request: RequestInfo, response: ResponseInfo
-) -> None:
-    """A 404 that says "not there" (a cache miss, an unknown session) is an
-    answer, not a failed call: left as ERROR, every cache miss would paint the
-    trace red and count in the span-metrics error rate. Any other 404 (a wrong
-    URL) stays an error."""
-    name, value = _NOT_THERE
-    if response.status_code == 404 and response.headers and response.headers.get(name) == value:
-        span.set_status(trace.StatusCode.OK)
 
 
 def sdk_disabled() -> bool:
@@ -254,9 +250,9 @@ def configure_telemetry(
     # No sampler argument: the SDK takes it from OTEL_TRACES_SAMPLER and
     # OTEL_TRACES_SAMPLER_ARG (default parentbased_always_on).
     # No meter for the tracer's own otel.sdk.span.started/live counters: three
-    # counter updates per span, about a tenth of a service's CPU with telemetry on
-    # (make bench PROFILE=1), for numbers nothing here reads. The processor and
-    # exporter counters that prove nothing is lost stay (they get meter_provider).
+    # counter updates per span (a cost the benchmark's profiles show) for numbers
+    # nothing here reads. The processor and exporter counters that prove nothing is
+    # lost stay (they get meter_provider).
     tracer_provider = TracerProvider(resource=resource, meter_provider=NoOpMeterProvider())
     if edge:  # before any tracer exists: each takes the provider's sampler
         tracer_provider.sampler = EdgeSampler(tracer_provider.sampler)

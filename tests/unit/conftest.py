@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from services import registry
 from services.cache.settings import CacheSettings
 from services.chat.settings import ChatSettings
-from services.common.app import Wiring
+from services.common.app import Outbound
 from services.common.settings import ServiceSettings
 from services.gateway.rate_limit import KEY_PREFIX as RATE_LIMIT_PREFIX
 from services.gateway.settings import DEMO_API_KEY, GatewaySettings
@@ -56,10 +56,10 @@ class InMemoryTelemetry:
     def exporters(self) -> TelemetryExporters:
         return TelemetryExporters(spans=self.spans, metrics=self.metrics, logs=self.logs)
 
-    def wiring(self, downstream: FastAPI | None = None) -> Wiring:
+    def outbound(self, downstream: FastAPI | None = None) -> Outbound:
         """In-memory exporters; requests to ``downstream`` stay in this process."""
         transport = httpx.ASGITransport(app=_own_context(downstream)) if downstream else None
-        return Wiring(exporters=self.exporters(), transport=transport)
+        return Outbound(exporters=self.exporters(), transport=transport)
 
 
 def _own_context(app: FastAPI) -> ASGIApp:
@@ -182,8 +182,8 @@ async def chain(
     for service in registry.start_order():
         create_app = import_module(service.module).create_app
         downstream = apps[-1] if apps else None
-        wiring = telemetry[service.name].wiring(downstream=downstream)
-        apps.append(create_app(_with(settings.get(service.name), server), wiring))
+        outbound = telemetry[service.name].outbound(downstream=downstream)
+        apps.append(create_app(_with(settings.get(service.name), server), outbound))
     async with AsyncExitStack() as stack:
         for app in apps:
             await stack.enter_async_context(_lifespan(app))

@@ -12,6 +12,7 @@ from services.cache.main import create_app as create_cache
 from services.cache.settings import CacheSettings
 from services.chat.settings import ChatSettings
 from services.common.faults import Fault
+from services.common.problems import not_there_is_an_answer
 from services.gateway.settings import DEMO_API_KEY, GatewaySettings
 from services.telemetry import configure_telemetry
 from tests.unit.conftest import Chain, InMemoryTelemetry, attrs
@@ -109,14 +110,15 @@ class TestOutOfTime:
 
 async def test_a_not_there_404_is_an_answer_and_a_wrong_url_is_an_error(redis_url: str) -> None:
     caller = InMemoryTelemetry()
-    telemetry = configure_telemetry("caller", exporters=caller.wiring().exporters)
-    cache = create_cache(CacheSettings(redis_url=redis_url), InMemoryTelemetry().wiring())
+    telemetry = configure_telemetry("caller", exporters=caller.outbound().exporters)
+    cache = create_cache(CacheSettings(redis_url=redis_url), InMemoryTelemetry().outbound())
     transport = httpx.ASGITransport(app=cache)
     async with (
         cache.router.lifespan_context(cache),
         httpx.AsyncClient(transport=transport, base_url="http://cache") as client,
     ):
-        telemetry.instrument_http_client(client)
+        # The hook every service client has (services/common/http_client.py).
+        telemetry.instrument_http_client(client, response_hook=not_there_is_an_answer)
         missing = await client.get("/cache/never-stored")
         wrong = await client.get("/no/such/route")
     telemetry.shutdown()

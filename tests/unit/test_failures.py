@@ -17,7 +17,7 @@ from tests.unit.conftest import Chain, InMemoryTelemetry, attrs
 async def test_redis_down_is_a_503_with_the_cause_in_the_trace(chain: Chain) -> None:
     cache = InMemoryTelemetry()
     dead_redis = f"redis://127.0.0.1:{free_port()}/0"
-    app = create_cache(CacheSettings(redis_url=dead_redis), cache.wiring())
+    app = create_cache(CacheSettings(redis_url=dead_redis), cache.outbound())
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(
@@ -44,7 +44,7 @@ async def _gateway_alone(
     settings: GatewaySettings,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, InMemoryTelemetry]]:
     telemetry = InMemoryTelemetry()
-    app = create_gateway(settings, telemetry.wiring())
+    app = create_gateway(settings, telemetry.outbound())
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(app.router.lifespan_context(app))
         client = await stack.enter_async_context(

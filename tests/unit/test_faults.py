@@ -94,7 +94,9 @@ def test_failed_attempts_free_up_a_minute_after_each() -> None:
 async def test_without_an_admin_key_there_is_no_admin_listener(redis_url: str) -> None:
     from services.cache.main import create_app
 
-    app = create_app(CacheSettings(redis_url=redis_url, admin_port=0), InMemoryTelemetry().wiring())
+    app = create_app(
+        CacheSettings(redis_url=redis_url, admin_port=0), InMemoryTelemetry().outbound()
+    )
     async with app.router.lifespan_context(app):
         assert not hasattr(app.state, "admin_url")
     assert not [r for r in app.routes if getattr(r, "path", "").startswith("/admin")]

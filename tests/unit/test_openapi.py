@@ -9,7 +9,7 @@ ERRORS = {"400", "401", "404", "413", "422", "429", "502", "503", "504"}
 
 
 def test_every_error_status_is_documented_as_problem_json() -> None:
-    app = create_app(GatewaySettings(), InMemoryTelemetry().wiring())
+    app = create_app(GatewaySettings(), InMemoryTelemetry().outbound())
     paths = app.openapi()["paths"]
     for path, method in (("/chat", "post"), ("/chat/{session_id}/history", "get")):
         responses = paths[path][method]["responses"]
@@ -27,7 +27,7 @@ def test_every_error_status_is_documented_as_problem_json() -> None:
 
 
 def test_history_pages_and_turn_ids_are_in_the_document() -> None:
-    app = create_app(GatewaySettings(), InMemoryTelemetry().wiring())
+    app = create_app(GatewaySettings(), InMemoryTelemetry().outbound())
     paths = app.openapi()["paths"]
     history = {p["name"]: p for p in paths["/chat/{session_id}/history"]["get"]["parameters"]}
     limit = history["limit"]["schema"]

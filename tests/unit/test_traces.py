@@ -138,7 +138,15 @@ async def test_resource_identifies_each_service(chain: Chain) -> None:
         assert resource["service.instance.id"]
 
 
-async def test_health_probes_and_the_api_docs_are_not_traced(chain: Chain) -> None:
-    for path in ("/healthz", "/readyz", "/docs", "/openapi.json"):
+async def test_health_probes_the_api_docs_and_the_page_are_not_traced(chain: Chain) -> None:
+    """Either server instrumentation leaves out the same paths and prefixes (the
+    contrib one once knew only the health and docs paths)."""
+    for path in ("/healthz", "/readyz", "/docs", "/openapi.json", "/", "/page-config"):
         assert (await chain.gateway.get(path)).status_code == 200, path
+    assert (await chain.gateway.get("/assets/chat.js")).status_code == 200
+    assert (await chain.gateway.get("/docs/assets/swagger-ui.css")).status_code == 200
+    relayed = await chain.gateway.post(
+        "/otlp/v1/traces", content=b"{}", headers={"Content-Type": "application/json"}
+    )
+    assert relayed.status_code == 401  # no key: refused, and still no span
     assert chain.all_spans() == []

@@ -84,7 +84,7 @@ async def test_page_config_offers_no_key_the_gateway_does_not_take(redis_url: st
         api_keys={"another-key": "someone"},
         trace_link_template="http://jaeger.example/trace/{trace_id}",
     )
-    async with serving(create_gateway(settings, InMemoryTelemetry().wiring())) as gateway:
+    async with serving(create_gateway(settings, InMemoryTelemetry().outbound())) as gateway:
         config = (await gateway.get("/page-config")).json()
     assert config == {
         "trace_link_template": "http://jaeger.example/trace/{trace_id}",
@@ -99,11 +99,11 @@ def test_a_trace_link_without_a_trace_id_is_refused() -> None:
 
 @pytest.mark.parametrize("service", ["gateway", "chat", "cache"])
 async def test_every_service_serves_swagger_ui_itself(service: str, redis_url: str) -> None:
-    wiring = InMemoryTelemetry().wiring()
+    outbound = InMemoryTelemetry().outbound()
     factories: dict[str, Callable[[], FastAPI]] = {
-        "gateway": lambda: create_gateway(GatewaySettings(redis_url=redis_url), wiring),
-        "chat": lambda: create_chat(ChatSettings(), wiring),
-        "cache": lambda: create_cache(CacheSettings(redis_url=redis_url), wiring),
+        "gateway": lambda: create_gateway(GatewaySettings(redis_url=redis_url), outbound),
+        "chat": lambda: create_chat(ChatSettings(), outbound),
+        "cache": lambda: create_cache(CacheSettings(redis_url=redis_url), outbound),
     }
     async with serving(factories[service]()) as client:
         docs = await client.get("/docs")
