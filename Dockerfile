@@ -57,7 +57,8 @@ RUN test -n "${SERVICE}" -a -n "${PORT}" \
 
 COPY --from=build /app/.venv /app/.venv
 # The Locust users (a few kB), for the loadgen service; the services never import them.
-COPY loadtest /app/loadtest
+COPY experiments/__init__.py /app/experiments/__init__.py
+COPY experiments/loadtest /app/experiments/loadtest
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

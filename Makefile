@@ -16,7 +16,7 @@ REGISTRY := $(PYTHON) -m services.registry
 SERVICES := $(shell $(REGISTRY) names)
 # Go code of this project's own (the other tools/ modules only pin upstream tools).
 GO_MODULES := otel-collector/servicegraphconnector tools/composecheck
-# make load (Locust). The defaults stay under the gateway's limits: see loadtest/locustfile.py.
+# make load (Locust). The defaults stay under the gateway's limits: see experiments/loadtest/locustfile.py.
 USERS ?= 20
 SPAWN_RATE ?= 2
 RUN_TIME ?= 1m
@@ -29,25 +29,25 @@ MAX_P95_MS ?= 1000
 
 .PHONY: up down ps logs restart
 up: ## Start the stack and wait until it is usable (STACK=docker|native forces a side)
-	@RUN="$(RUN)" scripts/stack.sh up
+	@RUN="$(RUN)" stack/stack.sh up
 
 down: ## Stop the running stack (VOLUMES=1 also deletes Docker's data volumes)
-	@RUN="$(RUN)" scripts/stack.sh down
+	@RUN="$(RUN)" stack/stack.sh down
 
 ps: ## List the running stack's containers or processes
-	@RUN="$(RUN)" scripts/stack.sh ps
+	@RUN="$(RUN)" stack/stack.sh ps
 
 logs: ## Follow the running stack's logs (Docker: S=service to pick one)
-	@RUN="$(RUN)" scripts/stack.sh logs
+	@RUN="$(RUN)" stack/stack.sh logs
 
 restart: down up ## Stop, then start again
 
 .PHONY: fault fault-clear
 fault: install ## Break the running stack on purpose: SCENARIO=slow-redis|chat-errors|cache-down|collector-down (none: list them)
-	$(RUN) python -m devstack fault $(SCENARIO)
+	$(RUN) python -m stack fault $(SCENARIO)
 
 fault-clear: install ## Undo every fault of `make fault`
-	$(RUN) python -m devstack fault --clear
+	$(RUN) python -m stack fault --clear
 
 .PHONY: trace load
 # $(call given,VAR,ARGS): ARGS when VAR=... is on make's command line (not merely in the
@@ -55,7 +55,7 @@ fault-clear: install ## Undo every fault of `make fault`
 # recipe's environment, so "$$MESSAGE" passes any text through intact.
 given = $(if $(filter command line,$(origin $1)),$2)
 trace: install ## One request's waterfall and logs (ID=<trace id>, MESSAGE=, SESSION=, JSON=1)
-	$(RUN) python -m devstack trace $(call given,ID,--id "$$ID") \
+	$(RUN) python -m traces $(call given,ID,--id "$$ID") \
 	  $(call given,MESSAGE,--message "$$MESSAGE") $(call given,SESSION,--session "$$SESSION") \
 	  $(call given,JSON,--json)
 
@@ -63,7 +63,7 @@ load: install ## Locust against the running stack (USERS SPAWN_RATE RUN_TIME HOS
 	LOCUST_USERS=$(USERS) LOCUST_SPAWN_RATE=$(SPAWN_RATE) LOCUST_RUN_TIME=$(RUN_TIME) \
 	  LOCUST_MAX_FAILURE_RATIO=$(MAX_FAILURE_RATIO) LOCUST_MAX_P95_MS=$(MAX_P95_MS) \
 	  $(if $(HOST),LOCUST_HOST=$(HOST)) $(if $(API_KEYS),LOCUST_API_KEYS=$(API_KEYS)) \
-	  $(RUN) python -m devstack load
+	  $(RUN) python -m experiments load
 
 .PHONY: example
 example: install ## The minimal lesson (examples/minimal) on :8090, exporting to localhost:4318
@@ -71,17 +71,17 @@ example: install ## The minimal lesson (examples/minimal) on :8090, exporting to
 
 .PHONY: bench drills
 bench: install tools redis wrk ## Telemetry on vs off in one run; writes bench/ (PROFILE=1: py-spy too)
-	$(RUN) python -m devstack bench $(if $(PROFILE),--profile)
+	$(RUN) python -m experiments bench $(if $(PROFILE),--profile)
 
 drills: install tools redis ## Fault drills under traffic: writes drills/latest.{md,json} and the README table
-	TOOLS_DIR=$(TOOLS_DIR) $(RUN) python -m devstack drills
+	TOOLS_DIR=$(TOOLS_DIR) $(RUN) python -m experiments drills
 
 .PHONY: dev dev-down
 dev: install tools redis ## The native stack in the foreground: Ctrl-C stops everything
-	$(RUN) python -m devstack up
+	$(RUN) python -m stack up
 
 dev-down: ## Stop a native stack started with `make up` (detached)
-	$(RUN) python -m devstack down
+	$(RUN) python -m stack down
 
 ##@ Everyday
 
@@ -115,38 +115,52 @@ install: .venv/.synced ## Install the locked Python dependencies into .venv
 	$(PYTHON) -m venv .tools/uv
 	.tools/uv/bin/pip install --quiet uv==$(UV_VERSION)
 
-.PHONY: test-python test-unit test-integration test-e2e test-browser test-k8s
-test-python: install redis tools chromium openssl ## All pytest suites (unit, integration, browser, e2e)
+# The suites mirror what they test (tests/<folder>); test-python runs them all.
+.PHONY: test-python test-services test-integration test-e2e test-browser
+.PHONY: test-stack test-traces test-experiments test-checks test-examples
+test-python: install redis tools chromium openssl ## All pytest suites
 	$(RUN) pytest
 
-test-unit: install redis ## In-process tests: three apps chained, in-memory exporters
-	$(RUN) pytest tests/unit
+test-services: install redis ## The services in one process: three apps chained, in-memory exporters
+	$(RUN) pytest tests/services
 
-test-integration: install redis ## Real uvicorn processes, real Redis, a test OTLP receiver
+test-integration: install redis ## The services as real uvicorn processes, real Redis, a test OTLP receiver
 	$(RUN) pytest tests/integration
 
 test-e2e: install redis tools ## The whole native pipeline, one trace id across every signal
 	$(RUN) pytest tests/e2e
 
-test-k8s: install tools openssl ## The Kubernetes check's API server refuses what it should (kube-apiserver + etcd)
-	$(RUN) pytest tests/k8s
-
 test-browser: install redis tools chromium ## The chat page in headless Chromium, on the native stack
 	$(RUN) pytest tests/browser
 
+test-stack: install ## The native stack's and make up's wiring (no processes)
+	$(RUN) pytest tests/stack
+
+test-traces: install ## make trace, from recorded store answers
+	$(RUN) pytest tests/traces
+
+test-experiments: install redis tools ## The benchmark's and drills' arithmetic, and the drills on a stack
+	$(RUN) pytest tests/experiments
+
+test-checks: install tools openssl ## The checks behind make check (the Kubernetes API server's too)
+	$(RUN) pytest tests/checks
+
+test-examples: install ## The minimal lesson (examples/minimal) as a real process
+	$(RUN) pytest tests/examples
+
 .PHONY: redis wrk chromium openssl
 redis:
-	@scripts/require-redis.sh
+	@tools/require-redis.sh
 
 wrk:
-	@scripts/require.sh wrk wrk "install wrk (macOS: brew install wrk)"
+	@tools/require.sh wrk wrk "install wrk (macOS: brew install wrk)"
 
 chromium:
-	@scripts/require.sh chromium chromium "install Chromium"
+	@tools/require.sh chromium chromium "install Chromium"
 
-# The Kubernetes check's API server needs a service-account signing key (scripts/check_k8s.py).
+# The Kubernetes check's API server needs a service-account signing key (checks/k8s.py).
 openssl:
-	@scripts/require.sh openssl openssl
+	@tools/require.sh openssl openssl
 
 # A pattern rule, not .PHONY targets: make skips pattern rules for phony targets.
 # With the service's uvicorn settings, as every stack runs it (deploy/gateway/uvicorn.env:
@@ -160,7 +174,7 @@ run-%: install ## Run one service in the foreground on its port: run-gateway, ru
 
 .PHONY: tools
 tools: ## Build the pinned native tools (Collector, Prometheus, Jaeger, VictoriaLogs, kube-apiserver) once
-	TOOLS_DIR=$(TOOLS_DIR) scripts/tools.sh
+	TOOLS_DIR=$(TOOLS_DIR) tools/build.sh
 
 .PHONY: test-go
 test-go: ## Go tests: the native Collector's servicegraph stand-in
@@ -168,10 +182,10 @@ test-go: ## Go tests: the native Collector's servicegraph stand-in
 
 .PHONY: check dashboards
 check: install tools openssl ## Static checks: compose, Collector config, Prometheus rules, dashboards, Kubernetes manifests (real API server)
-	TOOLS_DIR=$(TOOLS_DIR) PYTHON="$(RUN) python" scripts/check.sh
+	TOOLS_DIR=$(TOOLS_DIR) PYTHON="$(RUN) python" checks/all.sh
 
-dashboards: install ## Regenerate the Grafana dashboards (JSON) with Grafana's SDK: scripts/gen_dashboards.py
-	$(RUN) python scripts/gen_dashboards.py
+dashboards: install ## Regenerate the Grafana dashboards (JSON) with Grafana's SDK: deploy/grafana/generate.py
+	$(RUN) python deploy/grafana/generate.py
 
 ##@ The chat page (needs Node and npm; the built files are committed)
 

@@ -1,9 +1,9 @@
 """The demo's services, listed once: everything that needs the list reads it here.
 
-The Makefile (``SERVICES``, ``run-<service>`` and its port), devstack (the native
-stack, ``make trace``) and the tests read this module; files that cannot import
+The Makefile (``SERVICES``, ``run-<service>`` and its port), the native stack
+(stack/), ``make trace`` and the tests read this module; files that cannot import
 Python (docker-compose.yml, the Prometheus alert rules) stay explicit, and
-``make check`` (scripts/check_services.py) fails when they disagree with it.
+``make check`` (checks/services.py) fails when they disagree with it.
 README "Adding a service" says what a new service takes.
 
 Each service depends on exactly one thing (``services.common.app.Dependency``,

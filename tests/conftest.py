@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from devstack.processes import free_ports, redis_ping
-from devstack.redis_servers import admin_url, redis_command, urls
 from services import registry
+from stack.processes import free_ports, redis_ping
+from stack.redis_servers import admin_url, redis_command, urls
 from tests.support.processes import running
 
 
@@ -29,7 +29,7 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @dataclass(frozen=True)
 class RedisServers:
-    """The stack's two Redis servers (devstack.redis_servers), each on its own port."""
+    """The stack's two Redis servers (stack.redis_servers), each on its own port."""
 
     ports: dict[str, int]  # by registry name: redis, redis-limits
 

@@ -9,7 +9,7 @@
 // script, are written by hand beside them.
 //
 // Then web/checksums.sha256 records every input and output (`sha256sum -c` format);
-// `make check` fails when a file no longer matches it (scripts/check_web.py), and
+// `make check` fails when a file no longer matches it (checks/web.py), and
 // rebuilds to compare byte for byte where npm is installed.
 //
 // OUT_DIR=<dir> builds into <dir> instead of the repository (that comparison).

@@ -8,7 +8,7 @@ refuses writes (503 "Redis is full"), so nothing acknowledged is lost, and cache
 values make room again only when their TTL runs out. Hit and miss counts live in
 Redis too (hash ``stats``), so ``GET /stats`` is right however many workers or
 replicas serve it. The service connects as the ACL user ``cache``, which may touch
-only these keys and run only these commands (scripts/gen_redis_acl.py).
+only these keys and run only these commands (deploy/redis/generate_acl.py).
 """
 
 import logging

@@ -9,7 +9,7 @@ endpoints get a second HTTP server, bound to loopback by default
 service's ``admin_port`` in services/registry.py): only the host, container or pod
 itself reaches it, and no compose ``ports:`` or Kubernetes Service ever names it.
 ``make fault`` calls it natively on 127.0.0.1 and in containers through
-``docker exec`` (devstack/faults.py); in a pod, ``kubectl port-forward`` or
+``docker exec`` (stack/faults.py); in a pod, ``kubectl port-forward`` or
 ``kubectl exec`` reach it the same way.
 
 Faults are state of one process (``app.state.faults``) and uvicorn ``--workers N``

@@ -79,7 +79,7 @@ class GatewaySettings(RedisCredentials, DownstreamSettings):
 
     # The chat page (services/gateway/page.py): each reply's trace id becomes a link
     # made from this, {trace_id} replaced. The default opens Tempo in the Docker
-    # stack's Grafana Explore; the native stack (devstack) sets Jaeger's API.
+    # stack's Grafana Explore; the native stack (stack/native.py) sets Jaeger's API.
     trace_link_template: str = GRAFANA_EXPLORE_TRACE
     # The page's spans, relayed to the Collector (services/gateway/otlp.py): where to
     # (None: the OTLP/HTTP traces URL the services' own exporters use, see

@@ -1,6 +1,6 @@
 """The chat page in headless Chromium (Playwright), against the whole native stack.
 
-Chromium is Debian's (``chromium``, installed by ``scripts/require.sh`` from
+Chromium is Debian's (``chromium``, installed by ``tools/require.sh`` from
 ``make test``): Playwright's own browser builds cannot be downloaded here. The
 stack runs on free ports for this package only, so the spans these tests send
 from the browser never mix with the counts of tests/e2e.
@@ -23,8 +23,8 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from devstack.backends import Backends
-from devstack.native import NativeStack, Ports, native_stack
+from stack.backends import Backends
+from stack.native import NativeStack, Ports, native_stack
 
 
 @pytest.fixture(scope="package")
@@ -53,7 +53,7 @@ def playwright() -> Iterator[Playwright]:
 def browser(playwright: Playwright) -> Iterator[Browser]:
     chromium = shutil.which("chromium")
     if chromium is None:
-        pytest.fail("chromium is missing: scripts/require.sh chromium chromium installs it")
+        pytest.fail("chromium is missing: tools/require.sh chromium chromium installs it")
     browser = playwright.chromium.launch(executable_path=chromium)
     try:
         yield browser

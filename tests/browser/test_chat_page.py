@@ -12,13 +12,13 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from devstack.backends import Backends
-from devstack.native import DEMO_ADMIN_KEY, NativeStack
-from devstack.otlp_json import CLIENT, SERVER, StoredSpan, flatten, missing_parts
-from devstack.processes import wait_until
 from services.gateway.browser_spans import page_spans, parse_export
 from services.gateway.settings import DEMO_API_KEY
+from stack.backends import Backends
+from stack.native import DEMO_ADMIN_KEY, NativeStack
+from stack.processes import wait_until
 from tests.browser.conftest import Visit, screenshot_path
+from traces.otlp_json import CLIENT, SERVER, StoredSpan, flatten, missing_parts
 
 TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 

@@ -2,7 +2,7 @@
 
 gateway -> chat -> cache -> Redis (and the gateway's limits Redis), exporting to the
 Collector (the very same otel-collector/config.yaml), which feeds Jaeger (traces),
-Prometheus (metrics) and VictoriaLogs (logs). See devstack.native for what stands in for what.
+Prometheus (metrics) and VictoriaLogs (logs). See stack.native for what stands in for what.
 """
 
 import uuid
@@ -15,12 +15,12 @@ import httpx
 import pytest
 from redis import Redis
 
-from devstack.backends import Backends
-from devstack.native import NativeStack, Ports, native_stack
-from devstack.redis_servers import admin_url, password_file
 from services import registry
 from services.chat.assistant import reply_cache_key
 from services.gateway.settings import DEMO_API_KEY
+from stack.backends import Backends
+from stack.native import NativeStack, Ports, native_stack
+from stack.redis_servers import admin_url, password_file
 
 # The request that carries every kind of secret: none may show up anywhere.
 SECRET_HEADERS = {

@@ -24,13 +24,13 @@ from typing import Any
 import httpx
 import pytest
 
-from devstack.backends import Backends
-from devstack.native import NativeStack
-from devstack.otlp_json import StoredSpan, flatten
-from devstack.processes import wait_until
 from services.gateway.browser_spans import MAX_CLIENT_SPANS, OTHER
 from services.gateway.settings import DEMO_API_KEY
+from stack.backends import Backends
+from stack.native import NativeStack
+from stack.processes import wait_until
 from tests.e2e.conftest import Traffic
+from traces.otlp_json import StoredSpan, flatten
 
 OTLP = "/otlp/v1/traces"
 CLIENT_ID = "demo-client"  # the demo key's client (services/gateway/settings.py)

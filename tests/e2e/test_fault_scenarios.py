@@ -21,12 +21,12 @@ import httpx
 import pytest
 import yaml
 
-from devstack.backends import Backends
-from devstack.faults import SCENARIOS, NativeTarget, Scenario, apply, clear
-from devstack.native import REPO, NativeStack, Ports, native_stack
-from devstack.otlp_json import SERVER, StoredSpan, flatten, missing_parts
-from devstack.processes import wait_until
 from services.gateway.settings import DEMO_API_KEY
+from stack.backends import Backends
+from stack.faults import SCENARIOS, NativeTarget, Scenario, apply, clear
+from stack.native import REPO, NativeStack, Ports, native_stack
+from stack.processes import wait_until
+from traces.otlp_json import SERVER, StoredSpan, flatten, missing_parts
 
 ALERTS = REPO / "deploy/prometheus/rules/alerts.yml"
 WINDOW = "20s"
@@ -105,7 +105,7 @@ def trace_of(backends: Backends, response: httpx.Response) -> list[StoredSpan]:
     trace_id = response.headers["x-trace-id"]
 
     def stored() -> list[StoredSpan] | None:
-        # The whole trace (devstack.otlp_json.missing_parts): the gateway's spans alone
+        # The whole trace (traces.otlp_json.missing_parts): the gateway's spans alone
         # can arrive before the chat's that a scenario looks for.
         spans = flatten(backends.trace(trace_id))
         return spans if not missing_parts(spans) else None

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from devstack.backends import Backends
-from devstack.load import SERVICE_NAME, native_command
-from devstack.native import REPO, NativeStack, Ports, native_stack
-from devstack.otlp_json import CLIENT, SERVER, StoredSpan, flatten
-from devstack.processes import wait_until
+from experiments.load import SERVICE_NAME, native_command
+from stack.backends import Backends
+from stack.native import REPO, NativeStack, Ports, native_stack
+from stack.processes import wait_until
+from traces.otlp_json import CLIENT, SERVER, StoredSpan, flatten
 
 # Short and light: one user per load-test key, quick thinking.
 RUN = {

@@ -1,7 +1,7 @@
 """The log store holds each request's log records, under the request's trace id."""
 
-from devstack.backends import Backends
-from devstack.processes import wait_until
+from stack.backends import Backends
+from stack.processes import wait_until
 from tests.e2e.conftest import Traffic
 
 

@@ -1,7 +1,7 @@
 """``make trace`` against the native stack: what it prints is the request's story.
 
-It runs as ``make trace`` runs it (``python -m devstack trace``), pointed at this
-session's stack through ``DEVSTACK_RUN_DIR`` (the stack's recorded ports).
+It runs as ``make trace`` runs it (``python -m traces``), pointed at this
+session's stack through ``STACK_RUN_DIR`` (the stack's recorded ports).
 """
 
 import json
@@ -12,19 +12,19 @@ import uuid
 
 import pytest
 
-from devstack.backends import Backends
-from devstack.native import REPO, NativeStack
-from devstack.otlp_json import flatten
-from devstack.stores import victorialogs_lines
-from devstack.waterfall import redis_commands
 from services import registry
+from stack.backends import Backends
+from stack.native import REPO, NativeStack
+from traces.otlp_json import flatten
+from traces.stores import victorialogs_lines
+from traces.waterfall import redis_commands
 
 
 def make_trace(stack: NativeStack, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "devstack", "trace", *args],
+        [sys.executable, "-m", "traces", *args],
         cwd=REPO,
-        env={**os.environ, "DEVSTACK_RUN_DIR": str(stack.run_dir)},
+        env={**os.environ, "STACK_RUN_DIR": str(stack.run_dir)},
         capture_output=True,
         text=True,
         timeout=120,

@@ -7,14 +7,14 @@ from typing import Any
 import pytest
 import yaml
 
-from devstack.backends import Backends
-from devstack.native import REPO
-from devstack.processes import wait_until
-from devstack.trace_id import full_trace_id
-from scripts.check_grafana import substitute, walk_panels
-from scripts.gen_dashboards import without_zero_fallback
+from checks.grafana import substitute, walk_panels
+from deploy.grafana.generate import without_zero_fallback
 from services import registry
+from stack.backends import Backends
+from stack.native import REPO
+from stack.processes import wait_until
 from tests.e2e.conftest import Traffic
+from traces.trace_id import full_trace_id
 
 SERVICES = registry.names()
 

@@ -4,7 +4,7 @@ the Prometheus build there has no web UI, as the printed note says."""
 import httpx
 import pytest
 
-from devstack.native import NativeStack
+from stack.native import NativeStack
 
 
 def test_every_printed_url_answers(stack: NativeStack) -> None:

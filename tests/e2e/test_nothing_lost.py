@@ -2,9 +2,9 @@
 
 import json
 
-from devstack.backends import Backends
-from devstack.native import NativeStack
-from devstack.processes import wait_until
+from stack.backends import Backends
+from stack.native import NativeStack
+from stack.processes import wait_until
 from tests.e2e.conftest import Traffic
 
 

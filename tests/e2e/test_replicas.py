@@ -13,15 +13,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devstack import faults
-from devstack.backends import Backends
-from devstack.native import DEMO_ADMIN_KEY, REPO, NativeStack, Ports, native_stack
-from devstack.otlp_json import SERVER, flatten
-from devstack.processes import http_ok, wait_until
-from scripts.check_grafana import substitute, walk_panels
-from scripts.gen_dashboards import REQUESTS_PER_INSTANCE
+from checks.grafana import substitute, walk_panels
+from deploy.grafana.generate import REQUESTS_PER_INSTANCE
 from services import registry
 from services.gateway.settings import DEMO_API_KEY
+from stack import faults
+from stack.backends import Backends
+from stack.native import DEMO_ADMIN_KEY, REPO, NativeStack, Ports, native_stack
+from stack.processes import http_ok, wait_until
+from traces.otlp_json import SERVER, flatten
 
 REPLICAS = {"chat": 3, "cache": 2}
 REQUESTS = 24

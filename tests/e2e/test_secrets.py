@@ -6,13 +6,13 @@ import time
 
 import httpx
 
-from devstack.backends import Backends
-from devstack.native import NativeStack
-from devstack.otlp_json import flatten
-from devstack.processes import wait_until
 from services.gateway.settings import DEMO_API_KEY
 from services.telemetry import session_pseudonym
+from stack.backends import Backends
+from stack.native import NativeStack
+from stack.processes import wait_until
 from tests.e2e.conftest import SECRET_VALUES, Traffic
+from traces.otlp_json import flatten
 
 
 def _assert_clean(where: str, dump: str) -> None:

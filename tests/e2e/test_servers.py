@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.native import NativeStack
+from stack.native import NativeStack
 
 # service -> whether its uvicorn parses HTTP with httptools (else h11)
 PARSERS = {"gateway": False, "chat": True, "cache": True}

@@ -1,15 +1,15 @@
 """A trace id that starts with zeros, given the way Tempo's search returns it (zeros
-dropped), still finds its trace and its logs once devstack's helper restores it."""
+dropped), still finds its trace and its logs once traces/trace_id.py restores it."""
 
 import secrets
 import time
 
 import httpx
 
-from devstack.backends import Backends
-from devstack.native import NativeStack
-from devstack.otlp_json import flatten
-from devstack.processes import wait_until
+from stack.backends import Backends
+from stack.native import NativeStack
+from stack.processes import wait_until
+from traces.otlp_json import flatten
 
 
 def test_a_trace_id_without_its_leading_zeros_finds_trace_and_logs(

@@ -5,13 +5,13 @@ import uuid
 import httpx
 import pytest
 
-from devstack.backends import Backends
-from devstack.native import NativeStack
-from devstack.otlp_json import CLIENT, SERVER, StoredSpan, flatten, missing_parts
-from devstack.processes import wait_until
 from services import registry
 from services.gateway.settings import DEMO_API_KEY
+from stack.backends import Backends
+from stack.native import NativeStack
+from stack.processes import wait_until
 from tests.e2e.conftest import Traffic
+from traces.otlp_json import CLIENT, SERVER, StoredSpan, flatten, missing_parts
 
 SERVICES = registry.names()
 # caller -> callee: each callee span under a caller's client span (services/registry.py).
@@ -19,7 +19,7 @@ EDGES = registry.edges()
 
 
 def _complete(backends: Backends, trace_id: str) -> list[StoredSpan]:
-    """The trace once every call in it arrived (devstack.otlp_json.missing_parts);
+    """The trace once every call in it arrived (traces.otlp_json.missing_parts);
     spans of one trace arrive in pieces."""
 
     def probe() -> list[StoredSpan] | None:

@@ -15,7 +15,7 @@ import pytest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import NumberDataPoint
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from devstack.processes import free_port, http_ok, wait_until
+from stack.processes import free_port, http_ok, wait_until
 from tests.integration.conftest import FAST_EXPORT
 from tests.support.otlp import OtlpReceiver, ReceivedLog, ReceivedSpan, attributes, otlp_receiver
 from tests.support.processes import running

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from devstack.native import uvicorn_command, uvicorn_settings
-from devstack.processes import free_port, free_ports, http_ok
-from devstack.redis_servers import password_environment
 from services import registry
+from stack.native import uvicorn_command, uvicorn_settings
+from stack.processes import free_port, free_ports, http_ok
+from stack.redis_servers import password_environment
 from tests.conftest import RedisServers
 from tests.support.otlp import OtlpReceiver, otlp_receiver
 from tests.support.processes import running

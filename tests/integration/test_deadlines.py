@@ -9,11 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devstack.native import DEMO_ADMIN_KEY
 from services import registry
 from services.common.deadline import BUDGET_HEADER
 from services.common.models import CLIENT_ID_HEADER
 from services.gateway.settings import DEMO_API_KEY
+from stack.native import DEMO_ADMIN_KEY
 from tests.conftest import RedisServers
 from tests.integration.conftest import Stack, chain
 from tests.support.otlp import otlp_receiver

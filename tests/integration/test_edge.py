@@ -24,10 +24,10 @@ import yaml
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from redis import Redis
 
-from devstack.native import REPO
-from devstack.processes import free_port, wait_until
-from devstack.redis_servers import password_environment
 from services import registry
+from stack.native import REPO
+from stack.processes import free_port, wait_until
+from stack.redis_servers import password_environment
 from tests.integration.conftest import FAST_EXPORT, Stack, service_process
 from tests.support.otlp import ReceivedSpan
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devstack.faults import SCENARIOS, DockerTarget, apply, clear
-from devstack.native import DEMO_ADMIN_KEY
-from devstack.processes import free_ports
+from stack.faults import SCENARIOS, DockerTarget, apply, clear
+from stack.native import DEMO_ADMIN_KEY
+from stack.processes import free_ports
 from tests.integration.conftest import service_process
 
 STAND_IN = """#!/bin/sh

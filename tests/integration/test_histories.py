@@ -20,15 +20,15 @@ import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from redis import Redis
 
-from devstack.otlp_json import missing_parts
-from devstack.processes import free_port, redis_ping, wait_until
-from devstack.redis_servers import admin_url, password_environment, redis_command
 from services import registry
+from stack.processes import free_port, redis_ping, wait_until
+from stack.redis_servers import admin_url, password_environment, redis_command
 from tests.conftest import RedisServers
 from tests.integration.conftest import FAST_EXPORT, service_process
 from tests.support.otlp import OtlpReceiver, ReceivedSpan, otlp_receiver
 from tests.support.processes import running
 from tests.support.proxy import AnswerProxy
+from traces.otlp_json import missing_parts
 
 KEYS = {"key-alice": "alice", "key-bob": "bob"}
 ALICE = {"X-API-Key": "key-alice"}

@@ -4,7 +4,7 @@ A cache service (uvicorn, real Redis) exports to test receivers over gRPC and HT
 OTEL_EXPORTER_OTLP_PROTOCOL and its per-signal variants say; with OTEL_SDK_DISABLED it
 exports nothing and starts no export thread. Each test stops its process before looking:
 the shutdown flush delivers everything that was going to be sent, so no test waits on a
-timer (tests/unit/test_otel_variables.py has the in-process cases).
+timer (tests/services/test_otel_variables.py has the in-process cases).
 """
 
 import json
@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devstack.native import REPO
-from devstack.processes import free_port
+from stack.native import REPO
+from stack.processes import free_port
 from tests.integration.conftest import service_process
 from tests.support.otlp import OtlpReceiver, otlp_grpc_receiver, otlp_receiver
 

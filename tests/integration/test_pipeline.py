@@ -8,12 +8,12 @@ from pathlib import Path
 import httpx
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from devstack.otlp_json import missing_parts
-from devstack.processes import free_port, wait_until
 from services import registry
 from services.gateway.settings import DEMO_API_KEY
+from stack.processes import free_port, wait_until
 from tests.integration.conftest import FAST_EXPORT, Stack, service_process
 from tests.support.otlp import ReceivedSpan, otlp_receiver
+from traces.otlp_json import missing_parts
 
 SERVICES = registry.names()
 KEY = {"X-API-Key": DEMO_API_KEY}
@@ -28,7 +28,7 @@ def _chat(stack: Stack, message: str) -> tuple[httpx.Response, float]:
 
 
 def _complete_trace(stack: Stack, trace_id: str) -> list[ReceivedSpan]:
-    """The trace once every call in it has arrived (devstack.otlp_json.missing_parts)."""
+    """The trace once every call in it has arrived (traces.otlp_json.missing_parts)."""
 
     def probe() -> list[ReceivedSpan] | None:
         spans = stack.receiver.spans_of(trace_id)

@@ -1,6 +1,6 @@
 """Each Redis lets in only its own client, and that client only to its own keys and
 commands: attacked on real redis-servers with the stacks' ACL files (the demo's,
-scripts/gen_redis_acl.py), as a process that reached a Redis port would."""
+deploy/redis/generate_acl.py), as a process that reached a Redis port would."""
 
 from collections.abc import Iterator
 
@@ -13,10 +13,10 @@ from redis.exceptions import (
     ResponseError,
 )
 
-from devstack.redis_servers import ADMIN, PROBE, password_file
 from services import registry
 from services.gateway.rate_limit import KEY_PREFIX
 from services.gateway.settings import DEMO_API_KEY
+from stack.redis_servers import ADMIN, PROBE, password_file
 from tests.conftest import RedisServers
 from tests.integration.conftest import Stack
 

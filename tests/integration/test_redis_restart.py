@@ -7,9 +7,9 @@ from pathlib import Path
 
 import httpx
 
-from devstack.processes import free_port, redis_ping
-from devstack.redis_servers import password_environment, redis_command
 from services.registry import redis_url_as
+from stack.processes import free_port, redis_ping
+from stack.redis_servers import password_environment, redis_command
 from tests.integration.conftest import service_process
 from tests.support.processes import running
 
@@ -52,7 +52,7 @@ def test_every_pooled_connection_is_fresh_once_redis_is_back(log_dir: Path) -> N
 def test_what_the_scripts_wrote_is_there_after_a_restart(log_dir: Path) -> None:
     """A history append is a Lua script, which the append-only file keeps as a
     transaction; a Redis that replayed transactions with a restricted ``default``
-    user dropped every one of them at its restart (scripts/gen_redis_acl.py)."""
+    user dropped every one of them at its restart (deploy/redis/generate_acl.py)."""
     redis_port, cache_port = free_port(), free_port()
     command = redis_command(redis_port, log_dir / f"redis-replay-{redis_port}")
     env = {

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devstack.processes import free_port, wait_until
 from services import registry
 from services.gateway.settings import DEMO_API_KEY
+from stack.processes import free_port, wait_until
 from tests.conftest import RedisServers
 from tests.integration.conftest import Stack, chain, service_process
 from tests.support.otlp import ReceivedSpan, otlp_receiver

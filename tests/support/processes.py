@@ -4,8 +4,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from devstack.native import REPO
-from devstack.processes import Probe, start, stop_pid, wait_ready
+from stack.native import REPO
+from stack.processes import Probe, start, stop_pid, wait_ready
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
-from devstack.processes import free_port
+from stack.processes import free_port
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""``make trace``: one request's waterfall and log lines, read from either stack's stores."""
