@@ -1,4 +1,6 @@
-"""Run the demo's whole pipeline natively, without Docker (``make dev``).
+"""Run the stacks: the native one (``make dev``, and ``make up`` without a Docker
+engine: :mod:`stack.native` says what stands in for what), ``make up``'s choice of
+side (``stack.sh``), and faults on purpose in either (:mod:`stack.faults`).
 
-See ``python -m stack --help``; :mod:`stack.native` says what stands in for what.
+See ``python -m stack --help``.
 """
