@@ -69,6 +69,10 @@ class Outbound:
     transport: httpx.AsyncBaseTransport | None = None
 
 
+# Every process but a test's: the network, and OTLP as the OTEL_* variables say.
+NETWORK = Outbound()
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     """What makes a service itself; everything else is shared."""

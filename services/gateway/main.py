@@ -5,7 +5,7 @@ from fastapi import APIRouter
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.middleware import Middleware
 
-from services.common.app import Outbound, ServiceApp, ServiceSpec, create_service_app
+from services.common.app import NETWORK, Outbound, ServiceApp, ServiceSpec, create_service_app
 from services.common.asgi import TRACE_ID_HEADER
 from services.common.health import HEALTH_PATHS
 from services.common.http_client import Downstream
@@ -38,11 +38,8 @@ GATEWAY = ServiceSpec(
 )
 
 
-def create_app(
-    settings: GatewaySettings | None = None, outbound: Outbound | None = None
-) -> ServiceApp:
+def create_app(settings: GatewaySettings | None = None, outbound: Outbound = NETWORK) -> ServiceApp:
     settings = settings or GatewaySettings()
-    outbound = outbound or Outbound()
     chat = Downstream("chat", [str(url) for url in settings.chat_url], settings, outbound.transport)
     app = create_service_app(
         GATEWAY,

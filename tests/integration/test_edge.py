@@ -4,6 +4,7 @@ spend (rate limits shared by every worker, key guessing throttled)."""
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -526,10 +527,16 @@ def _from(address: str) -> httpx.Client:
 
 
 def _refusal(response: httpx.Response) -> tuple[object, ...]:
-    """What a client can read of a refusal, less what differs per request."""
+    """What a client can read of a refusal, less what differs per request: its trace
+    and date, and the seconds until the window frees up (two requests may straddle a
+    second; that they are there and equal in kind is what matters)."""
     headers = {k: v for k, v in response.headers.items() if k not in {"date", "x-trace-id"}}
     headers.pop("traceresponse", None)
     headers.pop("content-length", None)  # the body's trace id
+    if "retry-after" in headers:
+        headers["retry-after"] = "<seconds>"
+    if "ratelimit" in headers:
+        headers["ratelimit"] = re.sub(r";t=\d+", ";t=<seconds>", headers["ratelimit"])
     body = {k: v for k, v in response.json().items() if k != "trace_id"}
     return response.status_code, sorted(headers.items()), body
 
