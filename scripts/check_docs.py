@@ -232,7 +232,8 @@ def build(site: Path) -> bool:
     # Material for MkDocs prints a notice of its end of life (maintained until May 2027)
     # on every build; `make docs` still shows it.
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    command = [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet"]
+    # Not --quiet: it hides the warnings, and --strict then finds none to fail on.
+    command = [sys.executable, "-m", "mkdocs", "build", "--strict"]
     command += ["--config-file", str(REPO / "mkdocs.yml"), "--site-dir", str(site)]
     # The interpreter running this script, with fixed arguments.
     return subprocess.run(command, cwd=REPO, env=env, check=False).returncode == 0  # noqa: S603
@@ -272,7 +273,7 @@ def readme_problems(readme: Path = README, root: Path = REPO) -> list[str]:
     text = readme.read_text(encoding="utf-8")
     prose = load_hooks().FENCE.sub("", text)
     problems = []
-    for target in LINK.findall(prose):
+    for target in dict.fromkeys(LINK.findall(prose)):
         if re.match(r"[a-z]+:", target) or target.startswith("//"):
             continue  # http(s), mailto: read elsewhere
         path, _, anchor = target.partition("#")
