@@ -227,14 +227,14 @@ def offline_problems(site: Path) -> list[str]:
     return problems
 
 
-def build(site: Path) -> bool:
-    """`mkdocs build --strict` into ``site``; False when it fails."""
+def build(site: Path, config: Path = REPO / "mkdocs.yml") -> bool:
+    """`mkdocs build --strict` of ``config`` into ``site``; False when it fails."""
     # Material for MkDocs prints a notice of its end of life (maintained until May 2027)
     # on every build; `make docs` still shows it.
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     # Not --quiet: it hides the warnings, and --strict then finds none to fail on.
     command = [sys.executable, "-m", "mkdocs", "build", "--strict"]
-    command += ["--config-file", str(REPO / "mkdocs.yml"), "--site-dir", str(site)]
+    command += ["--config-file", str(config), "--site-dir", str(site)]
     # The interpreter running this script, with fixed arguments.
     return subprocess.run(command, cwd=REPO, env=env, check=False).returncode == 0  # noqa: S603
 

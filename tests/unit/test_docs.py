@@ -8,6 +8,7 @@ import pytest
 from scripts import check_docs
 from scripts.check_docs import (
     REPO,
+    build,
     css_problems,
     js_problems,
     make_targets,
@@ -191,3 +192,15 @@ def test_every_named_target_exists(tmp_path: Path) -> None:
     page = tmp_path / "page.md"
     page.write_text("`make up`, `make run-gateway`, `make run-<service>`, `make upp`\n")
     assert target_problems([page], makefile) == [f"{page}: `make upp` is no target of the Makefile"]
+
+
+def test_a_strict_build_fails_on_any_warning(tmp_path: Path) -> None:
+    """One real mkdocs build each way: a warning (here, a link to a page that does not
+    exist) must fail it, however the build is told to log."""
+    (tmp_path / "docs").mkdir()
+    config = tmp_path / "mkdocs.yml"
+    config.write_text("site_name: t\nnav:\n  - index.md\n")
+    (tmp_path / "docs/index.md").write_text("# T\n\n[elsewhere](elsewhere.md)\n")
+    assert not build(tmp_path / "site", config)
+    (tmp_path / "docs/index.md").write_text("# T\n")
+    assert build(tmp_path / "site", config)
