@@ -1,4 +1,4 @@
-# otel-chat-demo. `make help` lists the targets; the README explains them.
+# otel-chat-demo. `make help` lists the targets; docs/contribute/reference.md explains them.
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -70,10 +70,10 @@ example: install ## The minimal lesson (examples/minimal) on :8090, exporting to
 	$(RUN) uvicorn examples.minimal.app:app --port 8090
 
 .PHONY: bench drills
-bench: install tools redis wrk ## Telemetry on vs off in one run; writes bench/ (PROFILE=1: py-spy too)
+bench: install tools redis wrk ## Telemetry on vs off in one run; writes experiments/results/ (PROFILE=1: py-spy too)
 	$(RUN) python -m experiments bench $(if $(PROFILE),--profile)
 
-drills: install tools redis ## Fault drills under traffic: writes drills/latest.{md,json} and the README table
+drills: install tools redis ## Fault drills under traffic: writes experiments/results/drills*.{md,json}
 	TOOLS_DIR=$(TOOLS_DIR) $(RUN) python -m experiments drills
 
 .PHONY: dev dev-down
@@ -181,17 +181,26 @@ test-go: ## Go tests: the native Collector's servicegraph stand-in
 	cd otel-collector/servicegraphconnector && go test ./...
 
 .PHONY: check dashboards
-check: install tools openssl ## Static checks: compose, Collector config, Prometheus rules, dashboards, Kubernetes manifests (real API server)
+check: install tools openssl ## Static checks: compose, Collector config, Prometheus rules, dashboards, Kubernetes manifests (real API server), the docs
 	TOOLS_DIR=$(TOOLS_DIR) PYTHON="$(RUN) python" checks/all.sh
 
 dashboards: install ## Regenerate the Grafana dashboards (JSON) with Grafana's SDK: deploy/grafana/generate.py
 	$(RUN) python deploy/grafana/generate.py
 
+##@ Documentation
+
+# Where `make docs` serves the site: loopback, on a port the stacks leave free.
+DOCS_ADDRESS ?= 127.0.0.1:8008
+
+.PHONY: docs
+docs: install ## Build the docs site (mkdocs.yml, docs/), serve it on http://127.0.0.1:8008 (DOCS_ADDRESS), rebuild on edits
+	$(RUN) mkdocs serve --dev-addr $(DOCS_ADDRESS)
+
 ##@ The chat page (needs Node and npm; the built files are committed)
 
 .PHONY: web screenshot
-web: ## Build the chat page's bundle and vendor Swagger UI from web/package-lock.json
+web: ## Build the chat page's bundle, vendor Swagger UI and the docs' Mermaid from web/package-lock.json
 	cd web && npm ci --no-audit --no-fund && npm run build
 
-screenshot: install redis tools chromium ## Retake docs/chat-page.png (the README's) in headless Chromium
+screenshot: install redis tools chromium ## Retake docs/chat-page.png (the README's picture) in headless Chromium
 	SCREENSHOT=$(CURDIR)/docs/chat-page.png $(RUN) pytest tests/browser -k screenshot

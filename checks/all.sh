@@ -8,8 +8,9 @@
 #                (.tools/bin/composecheck, compose-go)
 #   stack        .env pins (each citing its release) vs. the native toolchain, Compose ↔
 #                Collector environment, Tempo 3 / Loki 3.7 config lint (Loki's index
-#                labels), the Docker Engine/Compose version gate of `make up`, one `up`
-#                command line in code and docs, stop grace periods, Grafana's bundled
+#                labels), the Docker Engine/Compose version gate of `make up` (and the
+#                versions the docs state), one `up` command line in code and docs, stop
+#                grace periods, Grafana's bundled
 #                plugins, trace id filters in Loki queries, one configuration per Redis
 #                (checks/stack.py)
 #   services     docker-compose.yml and the alert rules list the services of
@@ -24,8 +25,9 @@
 #   rules        alert rules parse (promtool check rules) and their unit tests pass
 #                (promtool test rules)
 #   dashboards   the committed dashboard JSON is what deploy/grafana/generate.py makes
-#   web          the chat page's bundle and the Swagger UI files are what `make web`
-#                builds: checksums always, and a rebuild from the npm lock file compared
+#   web          the chat page's bundle, the Swagger UI files and the docs' Mermaid are
+#                what `make web` builds: checksums always, and a rebuild from the npm
+#                lock file compared
 #                byte for byte where npm is installed (checks/web.py)
 #   grafana      data sources, dashboards, and every PromQL expression in them
 #                (checks/grafana.py)
@@ -34,10 +36,14 @@
 #                real kube-apiserver (with etcd) started here: server-side dry-run apply,
 #                strict field validation, no warnings (checks/k8s.py)
 #   k8s-helm     the backends on Kubernetes: deploy/k8s/helm's values files and the Helm
-#                commands of deploy/k8s/README.md agree with .env, the data sources, the
+#                commands of docs/run/kubernetes.md agree with .env, the data sources, the
 #                Collector's environment, tempo.yaml, loki.yaml, prometheus.yml and
 #                compose; the kustomizations generate a ConfigMap per dashboard
 #                (checks/k8s_helm.py; `kubectl kustomize` too where kubectl is)
+#   docs         the docs site builds with `mkdocs build --strict` (links, anchors, nav,
+#                included result files, repository paths named in pages), loads nothing
+#                from another host, and README.md's links, paths and `make` targets
+#                exist (checks/docs.py)
 #
 # A check whose tool is missing counts as failed, and says which tool to build. Set
 # CHECK_ALLOW_MISSING=1 to report such checks as skipped instead (e.g. before the
@@ -153,6 +159,7 @@ else
   missing k8s "$BIN/kube-apiserver, etcd, kubectl" "tools/build.sh kubernetes"
 fi
 check k8s-helm "${PY[@]}" -m checks.k8s_helm
+check docs "${PY[@]}" -m checks.docs
 
 printf '\n==> summary: %d passed, %d failed, %d skipped\n' "${#passed[@]}" "${#failed[@]}" "${#skipped[@]}"
 for name in "${failed[@]}"; do printf '    FAILED  %s\n' "$name"; done

@@ -4,8 +4,8 @@ rest of the project, without a cluster and without the charts.
 
     python checks/k8s_helm.py     (make check runs it)
 
-The Helm commands are read from deploy/k8s/README.md ("Backends (Helm)"), the one place
-they are written. Checks:
+The Helm commands are read from the Kubernetes page of the docs (docs/run/kubernetes.md,
+"Backends (Helm)"), the one place they are written. Checks:
 
 1. commands: one `helm upgrade --install` per values file in deploy/k8s/helm, each with
    a pinned `--version`, `-n otel-chat-demo`, its `-f` values file, and `--set-file`
@@ -50,7 +50,9 @@ REPO = Path(__file__).resolve().parent.parent
 K8S = REPO / "deploy/k8s"
 HELM = K8S / "helm"
 OBSERVABILITY = K8S / "observability"
-README = K8S / "README.md"
+# Where the Helm commands are written (its "Backends (Helm)" section).
+COMMANDS_PAGE = REPO / "docs/run/kubernetes.md"
+PAGE = COMMANDS_PAGE.relative_to(REPO)
 NAMESPACE = "otel-chat-demo"
 GRAFANA_DIR = REPO / "deploy/grafana"
 PROMETHEUS_DIR = REPO / "deploy/prometheus"
@@ -119,10 +121,10 @@ def host_port(endpoint: str) -> tuple[str, int]:
     return parts.hostname or "", port_of(endpoint)
 
 
-# --- 1. the commands in the README -----------------------------------------------------
+# --- 1. the commands of the Kubernetes page --------------------------------------------
 
 
-def readme_commands(text: str) -> list[list[str]]:
+def page_commands(text: str) -> list[list[str]]:
     """The shell commands of the "Backends (Helm)" section's code blocks, as argv lists."""
     section = text.split("## Backends (Helm)", 1)[-1].split("\n## ", 1)[0]
     commands = []
@@ -156,48 +158,48 @@ def helm_releases(commands: list[list[str]], problems: Problems) -> dict[str, li
         if argv[:2] == ["kubectl", "apply"] and option(argv, "-k") == ["deploy/k8s/observability"]:
             apply_at = index if apply_at is None else apply_at
             problems.expect(
-                "--server-side" in argv, "README: kubectl apply -k without --server-side"
+                "--server-side" in argv, f"{PAGE}: kubectl apply -k without --server-side"
             )
         if argv[:3] != ["helm", "upgrade", "--install"]:
             continue
         first_helm = index if first_helm is None else first_helm
         name, chart = argv[3], argv[4]
-        problems.expect(name not in releases, f"README: release {name} installed twice")
+        problems.expect(name not in releases, f"{PAGE}: release {name} installed twice")
         releases[name] = argv
         expected_chart = CHARTS.get(name, ("?", ""))[0]
         problems.expect(
-            chart == expected_chart, f"README: {name} installs {chart}, expected {expected_chart}"
+            chart == expected_chart, f"{PAGE}: {name} installs {chart}, expected {expected_chart}"
         )
         versions = option(argv, "--version")
         problems.expect(
             len(versions) == 1 and re.fullmatch(r"\d+\.\d+\.\d+", versions[0]) is not None,
-            f"README: {name} has no pinned --version X.Y.Z",
+            f"{PAGE}: {name} has no pinned --version X.Y.Z",
         )
         problems.expect(
             option(argv, "-n", "--namespace") == [NAMESPACE],
-            f"README: {name} not in -n {NAMESPACE}",
+            f"{PAGE}: {name} not in -n {NAMESPACE}",
         )
         problems.expect(
             option(argv, "-f", "--values") == [f"deploy/k8s/helm/{name}.yaml"],
-            f"README: {name} must use -f deploy/k8s/helm/{name}.yaml",
+            f"{PAGE}: {name} must use -f deploy/k8s/helm/{name}.yaml",
         )
         for pair in option(argv, "--set-file"):
             path = pair.split("=", 1)[1]
             problems.expect(
-                (REPO / path).is_file(), f"README: {name} --set-file names a missing file {path}"
+                (REPO / path).is_file(), f"{PAGE}: {name} --set-file names a missing file {path}"
             )
     files = {path.stem for path in HELM.glob("*.yaml")}
     for missing in sorted(files - set(releases)):
         problems.expect(
-            False, f"README: deploy/k8s/helm/{missing}.yaml is installed by no helm command"
+            False, f"{PAGE}: deploy/k8s/helm/{missing}.yaml is installed by no helm command"
         )
     for extra in sorted(set(releases) - files):
         problems.expect(
-            False, f"README: release {extra} has no values file deploy/k8s/helm/{extra}.yaml"
+            False, f"{PAGE}: release {extra} has no values file deploy/k8s/helm/{extra}.yaml"
         )
     problems.expect(
         apply_at is not None and first_helm is not None and apply_at < first_helm,
-        "README: `kubectl apply --server-side -k deploy/k8s/observability` must come before"
+        f"{PAGE}: `kubectl apply --server-side -k deploy/k8s/observability` must come before"
         " the helm installs",
     )
     return releases
@@ -678,7 +680,7 @@ def check_rendered(maps: dict[str, dict[str, Any]], problems: Problems) -> bool:
 def main() -> int:
     problems = Problems()
     values = {path.stem: load(path) or {} for path in sorted(HELM.glob("*.yaml"))}
-    releases = helm_releases(readme_commands(README.read_text()), problems)
+    releases = helm_releases(page_commands(COMMANDS_PAGE.read_text()), problems)
 
     pins = env_pins()
     for release, data in values.items():

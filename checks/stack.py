@@ -18,9 +18,11 @@
    its built-in OTLP index labels off (they include service.instance.id) and only
    explicit ones on, which the Loki queries of Grafana select by.
 4. Docker Engine and Compose: stack/stack.sh checks the versions that the compose
-   file's features need before `make up` builds anything, and the README states them.
+   file's features need before `make up` builds anything, and the README and the
+   Docker stack's page (docs/run/docker.md) state them.
 5. One `docker compose up` command line: the one stack/stack.sh runs is the one
-   docker-compose.yml's header and the README quote.
+   docker-compose.yml's header and the Docker stack's page quote, and every other
+   page or the README that quotes one quotes it too.
 6. Stop grace periods: each service that needs longer than Compose's default 10 s to
    shut down cleanly has a stop_grace_period that covers it.
 7. Grafana: nothing that needs a plugin download or breaks its bundled data source
@@ -55,6 +57,9 @@ REPO = Path(__file__).resolve().parent.parent
 GRAFANA = REPO / "deploy" / "grafana"
 DATASOURCES = GRAFANA / "provisioning" / "datasources" / "datasources.yaml"
 STACK_SH = REPO / "stack" / "stack.sh"
+# Where a reader learns which Docker versions `make up` needs, and what it runs.
+VERSIONS_STATED_IN = ("README.md", "docs/run/docker.md")
+UP_QUOTED_IN = ("docker-compose.yml", "docs/run/docker.md")
 problems: list[str] = []
 
 
@@ -318,7 +323,7 @@ def compose_features(compose: dict[str, Any]) -> set[str]:
 
 def check_engine_gate() -> None:
     """`make up` checks the engine and Compose versions the compose file needs before
-    it builds anything, and the README states the same versions."""
+    it builds anything, and the README and the Docker stack's page state the same."""
     compose = load_yaml(REPO / "docker-compose.yml") or {}
     where = str(STACK_SH.relative_to(REPO))
     script = STACK_SH.read_text(encoding="utf-8")
@@ -336,11 +341,12 @@ def check_engine_gate() -> None:
     up = body.find('"${up_args[@]}"')
     if up < 0 or not 0 <= body.find("require_docker_versions") < up:
         fail(where, "docker:up must run require_docker_versions before compose builds anything")
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    for name, product in (("ENGINE_MIN", "Docker Engine"), ("COMPOSE_MIN", "Docker Compose")):
-        text = f"{product} {gate[name]}"
-        if gate[name] is not None and text not in readme:
-            fail("README.md", f"does not state the minimum {text!r} that {where} checks")
+    for doc in VERSIONS_STATED_IN:
+        stated = (REPO / doc).read_text(encoding="utf-8")
+        for name, product in (("ENGINE_MIN", "Docker Engine"), ("COMPOSE_MIN", "Docker Compose")):
+            text = f"{product} {gate[name]}"
+            if gate[name] is not None and text not in stated:
+                fail(doc, f"does not state the minimum {text!r} that {where} checks")
 
 
 def check_up_wording() -> None:
@@ -351,11 +357,12 @@ def check_up_wording() -> None:
         fail(str(STACK_SH.relative_to(REPO)), "no up_args=(...) line")
         return
     command = f"docker compose {args.group(1).strip()}"
-    for name in ("docker-compose.yml", "README.md"):
+    docs = sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").rglob("*.md"))
+    for name in ("docker-compose.yml", "README.md", *docs):
         quoted = re.findall(r"`(docker compose up\b[^`]*)`", (REPO / name).read_text("utf-8"))
         # The same command with replicas (CHAT_REPLICAS=3 make up adds --scale chat=3).
         quoted = [re.sub(r"( --scale \S+=\d+)+$", "", q) for q in quoted]
-        if not quoted:
+        if not quoted and name in UP_QUOTED_IN:
             fail(name, f"does not say what `make up` runs (`{command}`)")
         for other in sorted(set(quoted) - {command}):
             fail(name, f"says `{other}`, but `make up` runs `{command}` (stack/stack.sh)")

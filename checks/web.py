@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""The chat page's bundle and the Swagger UI files are what `make web` builds.
+"""The chat page's bundle, the Swagger UI files and the docs' Mermaid are what `make web`
+builds.
 
     python3 checks/web.py            # checksums only: no Node needed
     python3 checks/web.py --rebuild  # also rebuild with npm, compare byte for byte
 
 `make web` (web/build.mjs) writes web/checksums.sha256: a SHA-256 of every input
 (web/package.json, the lock file, web/.npmrc, the build script, web/src/**) and
-of every file it writes into services/ (the page's chat.js, Swagger UI's files).
+of every file it writes (the page's chat.js and Swagger UI's files in services/,
+Mermaid's browser build in docs/assets/javascripts/).
 The committed files are stale when any of them no longer matches, when a source
 in web/src is not in the list, when a listed file is missing, or (with --rebuild:
 `npm ci` from the lock file, then the build into a scratch folder) when a fresh
@@ -90,7 +92,7 @@ def main(argv: list[str]) -> int:
     if problems:
         print("run `make web` and commit what it changes")
         return 1
-    print("ok: the chat page and Swagger UI files are what `make web` builds")
+    print("ok: the chat page, Swagger UI and the docs' Mermaid are what `make web` builds")
     return 0
 
 

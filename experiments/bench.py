@@ -550,7 +550,8 @@ def _frame(frame: str) -> tuple[str, str]:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    """The README's table: one line per variant, then the ratios and the machine."""
+    """experiments/results/bench.md (docs/operate/benchmark.md includes it): one line per variant,
+    then the ratios and the machine."""
     m = report["machine"]
     lines = [
         "| variant | req/s | p50 ms | p95 ms | p99 ms | CPU ms per request"
@@ -596,20 +597,6 @@ def write_results(report: dict[str, Any], out: Path = RESULTS) -> None:
     out.mkdir(exist_ok=True)
     (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "bench.md").write_text(markdown(report))
-    update_readme(markdown(report))
-
-
-README_START = "<!-- bench:start (make bench writes this table: experiments/results/bench.md) -->"
-README_END = "<!-- bench:end -->"
-
-
-def update_readme(table: str, readme: Path = REPO / "README.md") -> None:
-    text = readme.read_text()
-    if README_START not in text:
-        return
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    readme.write_text(f"{head}{README_START}\n{table}{README_END}{tail}")
 
 
 def wait_for_quiet(max_wait: float, threshold: float = 0.5) -> float:

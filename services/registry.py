@@ -4,7 +4,7 @@ The Makefile (``SERVICES``, ``run-<service>`` and its port), the native stack
 (stack/), ``make trace`` and the tests read this module; files that cannot import
 Python (docker-compose.yml, the Prometheus alert rules) stay explicit, and
 ``make check`` (checks/services.py) fails when they disagree with it.
-README "Adding a service" says what a new service takes.
+docs/contribute/adding-a-service.md says what a new service takes.
 
 Each service depends on exactly one thing (``services.common.app.Dependency``,
 what its ``/readyz`` checks): the next service, or Redis. The list runs from the

@@ -2,8 +2,8 @@
 purpose, in a few named ways, and watch the telemetry tell it.
 
 Each scenario names the alert that should fire, the dashboard panel that moves
-and the hop whose span turns red (the README's "Break it and watch it" walks
-through each). Faults are set through each service's ``/admin/faults``
+and the hop whose span turns red (docs/operate/failures.md, "Break it and watch
+it", walks through each). Faults are set through each service's ``/admin/faults``
 (services/common/faults.py), on its admin listener (services/common/admin.py:
 a port of its own on 127.0.0.1, never the service's), or by stopping a process,
 and work against the native stack (``make dev``) and the Docker stack

@@ -16,15 +16,15 @@ verb=${1:?usage: stack.sh up|down|ps|logs}
 read -ra compose <<<"${COMPOSE:-docker compose}"
 read -ra run <<<"${RUN:-uv run --frozen}"
 
-# `make up` on Docker: this one command line (docker-compose.yml's header and the README
-# quote it; checks/stack.py keeps them equal).
+# `make up` on Docker: this one command line (docker-compose.yml's header and
+# docs/run/docker.md quote it; checks/stack.py keeps them equal).
 up_args=(up -d --build --wait)
 
 # What docker-compose.yml needs: healthcheck.start_interval is refused by engines older
 # than Docker Engine 25 (API 1.44), and Compose passes it on from v2.24.1
 # (docker/compose#11360). An older engine fails only after every image is built, so
 # check first. checks/stack.py keeps these equal to the compose file's needs and
-# to the README.
+# to what README.md and docs/run/docker.md state.
 ENGINE_MIN=25.0
 ENGINE_API_MIN=1.44
 COMPOSE_MIN=2.24.1

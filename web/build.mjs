@@ -1,9 +1,11 @@
 // `make web`: the chat page and the Swagger UI files, built from locked npm packages
-// into the Python package, where the services serve them (and where they are
-// committed, so running the services never needs Node).
+// into the Python package, where the services serve them, and Mermaid for the docs
+// site (all committed, so running the services or building the docs never needs Node).
 //
 //   web/src/chat.js (+ imports)  -> services/gateway/page/chat.js   (esbuild bundle)
 //   swagger-ui-dist's files      -> services/common/swagger_ui/     (copied)
+//   mermaid's dist/mermaid.min.js -> docs/assets/javascripts/       (copied: mkdocs.yml
+//                                   loads it, so the site draws its diagrams offline)
 //
 // Only those are built: the page's HTML and CSS, and Swagger UI's page and set-up
 // script, are written by hand beside them.
@@ -26,6 +28,14 @@ const OUT = process.env.OUT_DIR ?? REPO;
 const PAGE = "services/gateway/page";
 const SWAGGER = "services/common/swagger_ui";
 const SWAGGER_DIST = join(WEB, "node_modules/swagger-ui-dist");
+const DOCS_JS = "docs/assets/javascripts";
+const MERMAID_DIST = join(WEB, "node_modules/mermaid");
+// Mermaid's self-contained browser build (it defines the global `mermaid`, which
+// mkdocs-material then uses instead of fetching its own copy), and its licence.
+const MERMAID_FILES = {
+  "dist/mermaid.min.js": "mermaid.min.js",
+  LICENSE: "mermaid.min.js.LICENSE.txt",
+};
 // What /docs loads, and the licence texts that go with it.
 const SWAGGER_FILES = [
   "swagger-ui-bundle.js",
@@ -38,6 +48,7 @@ const SWAGGER_FILES = [
 
 mkdirSync(join(OUT, PAGE), { recursive: true });
 mkdirSync(join(OUT, SWAGGER), { recursive: true });
+mkdirSync(join(OUT, DOCS_JS), { recursive: true });
 await build({
   entryPoints: [join(WEB, "src/chat.js")],
   outfile: join(OUT, PAGE, "chat.js"),
@@ -53,6 +64,9 @@ await build({
 for (const name of SWAGGER_FILES) {
   copyFileSync(join(SWAGGER_DIST, name), join(OUT, SWAGGER, name));
 }
+for (const [from, to] of Object.entries(MERMAID_FILES)) {
+  copyFileSync(join(MERMAID_DIST, from), join(OUT, DOCS_JS, to));
+}
 
 // Inputs first, then outputs; paths from the repository root, sorted.
 const files = (dir) =>
@@ -60,7 +74,11 @@ const files = (dir) =>
     .filter((entry) => entry.isFile())
     .map((entry) => relative(REPO, join(entry.parentPath, entry.name)));
 const inputs = ["web/package.json", "web/package-lock.json", "web/.npmrc", "web/build.mjs"];
-const outputs = [`${PAGE}/chat.js`, ...SWAGGER_FILES.map((name) => `${SWAGGER}/${name}`)];
+const outputs = [
+  `${PAGE}/chat.js`,
+  ...SWAGGER_FILES.map((name) => `${SWAGGER}/${name}`),
+  ...Object.values(MERMAID_FILES).map((name) => `${DOCS_JS}/${name}`),
+];
 const sha256 = (path) => createHash("sha256").update(readFileSync(path)).digest("hex");
 const lines = [
   ...[...inputs, ...files("web/src")].sort().map((p) => `${sha256(join(REPO, p))}  ${p}`),

@@ -381,7 +381,7 @@ def services_overview() -> model.Dashboard:
             h=8,
             description="One line per process: each reports its own service.instance.id (a UUID at start). "
             "With replicas (CHAT_REPLICAS=3 make up / make dev, or docker compose up --scale chat=3), lines of one service "
-            "close together mean its callers spread their calls (client-side round-robin: README, Scaling); "
+            "close together mean its callers spread their calls (client-side round-robin: docs/operate/scaling.md); "
             "a line at 0 is a replica that gets no traffic. A restarted process is a new line.",
         ),
     )

@@ -183,7 +183,7 @@ class Downstream:
         )
         # httpx's API over aiohttp's connection pool: httpx's own pool (httpcore)
         # polls every pooled connection on each request, which cost more CPU than
-        # the rest of the gateway together (docs: the benchmark).
+        # the rest of the gateway together (docs/operate/benchmark.md).
         transport = self.transport or AiohttpTransport(limits=limits)
         # No base URL: every call names its replica (ServiceClient.exchange).
         endpoints = Endpoints(self.urls, ttl_seconds=self.settings.resolve_ttl_seconds)

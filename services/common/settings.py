@@ -48,7 +48,7 @@ class ServiceSettings(BaseSettings):
     # Wrong admin keys a minute (per process), then 429 until the minute is over.
     admin_failures_per_minute: PositiveInt = 10
     # Server spans and http.server.* metrics: FastAPI's own OpenTelemetry support, or
-    # opentelemetry-instrumentation-fastapi (kept to compare: see the README's Benchmark).
+    # opentelemetry-instrumentation-fastapi (kept to compare: docs/operate/benchmark.md).
     server_instrumentation: Literal["fastapi", "contrib"] = "fastapi"
 
 

@@ -43,7 +43,8 @@ The key is checked (in constant time, services/gateway/security.py) before any
 of this. What is left: a client new to an address under attack waits until the
 attack stops and its failures age out of the window; and a guesser behind the
 same address as a known client may keep guessing that client's key, which a
-long random key (the README says how to make one) makes hopeless at any rate.
+long random key (docs/security/trust-boundary.md says how to make one) makes
+hopeless at any rate.
 
 Redis round trips, in sequence: a valid key, 2 (whether it is known there and
 its per-client count, at once; then its quota); its first request from an

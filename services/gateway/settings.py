@@ -18,7 +18,7 @@ from pydantic_settings import SettingsConfigDict
 from services.common.models import CLIENT_ID_PATTERN
 from services.common.settings import DownstreamSettings, RedisCredentials, ServiceUrls
 
-# Documented in the README; override GATEWAY_API_KEYS anywhere that is not a laptop.
+# Documented in docs/learn/architecture.md; override GATEWAY_API_KEYS anywhere that is not a laptop.
 DEMO_API_KEY = "demo-key"
 
 CLIENT_ID = re.compile(CLIENT_ID_PATTERN)

@@ -1,20 +1,18 @@
 """``make bench``'s arithmetic and outputs (no processes: the run itself is `make bench`)."""
 
 import json
-from pathlib import Path
 
 from experiments.bench import (
-    README_END,
-    README_START,
     RESULTS,
     VARIANTS,
     Round,
     markdown,
     profile_summary,
     summarise,
-    update_readme,
 )
 from stack.native import REPO
+
+BENCHMARK_PAGE = REPO / "docs/operate/benchmark.md"
 
 
 def _round(requests: int, p95: float, cpu: dict[str, float]) -> Round:
@@ -74,17 +72,11 @@ def test_the_table_has_a_line_per_variant_and_the_machine() -> None:
     assert "2 cores (AMD EPYC)" in table and "load average 0.1" in table
 
 
-def test_make_bench_rewrites_the_readme_table_only(tmp_path: Path) -> None:
-    readme = tmp_path / "README.md"
-    readme.write_text(f"before\n{README_START}\nold table\n{README_END}\nafter\n")
-    update_readme("| new | table |\n", readme)
-    assert readme.read_text() == f"before\n{README_START}\n| new | table |\n{README_END}\nafter\n"
-
-
-def test_the_readme_shows_the_committed_results() -> None:
-    readme = (REPO / "README.md").read_text()
-    shown = readme.split(README_START, 1)[1].split(README_END, 1)[0]
-    assert shown == "\n" + (RESULTS / "bench.md").read_text()
+def test_the_benchmark_page_includes_the_committed_results() -> None:
+    """The docs show experiments/results/bench.md itself (pymdownx.snippets), not a copy of it."""
+    lines = BENCHMARK_PAGE.read_text().splitlines()
+    assert '--8<-- "experiments/results/bench.md"' in lines
+    assert "| variant | req/s |" not in BENCHMARK_PAGE.read_text()  # no table of its own
 
 
 def test_the_committed_results_have_the_fields_readers_use() -> None:

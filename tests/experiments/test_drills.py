@@ -1,5 +1,5 @@
 """The fault drills' bookkeeping (experiments.drills, experiments.traffic), and the
-committed report against the README: pure checks, no processes."""
+committed report against the docs: pure checks, no processes."""
 
 import copy
 import json
@@ -8,20 +8,18 @@ from typing import Any
 import pytest
 
 from experiments.drills import (
-    README,
-    TABLE_END,
-    TABLE_START,
     _good_since,
     drill_violations,
     limits_held,
     markdown,
-    readme_block,
+    summary_tables,
     violations,
 )
 from experiments.traffic import Answer, count_lost_turns
 from stack.native import REPO
 
 COMMITTED = REPO / "experiments/results/drills.json"
+DRILLS_PAGE = REPO / "docs/operate/drills.md"
 
 
 @pytest.fixture(scope="module")
@@ -68,11 +66,21 @@ def test_recovery_starts_with_the_final_run_of_good_answers() -> None:
     assert _good_since([], since=0.0) is None
 
 
-def test_the_readme_and_the_report_show_the_committed_run(committed: dict[str, Any]) -> None:
-    readme = README.read_text()
-    shown = readme[readme.index(TABLE_START) : readme.index(TABLE_END) + len(TABLE_END)]
-    assert shown == readme_block(committed), "run `make drills` and commit what it writes"
-    assert (REPO / "experiments/results/drills.md").read_text() == markdown(committed)
+def test_the_summary_and_the_report_are_the_committed_run(committed: dict[str, Any]) -> None:
+    stale = "run `make drills` and commit what it writes"
+    assert (REPO / "experiments/results/drills-summary.md").read_text() == summary_tables(
+        committed
+    ), stale
+    assert (REPO / "experiments/results/drills.md").read_text() == markdown(committed), stale
+    assert summary_tables(committed) in markdown(committed)  # the report opens with them
+
+
+def test_the_drills_page_includes_the_summary() -> None:
+    """The docs show experiments/results/drills-summary.md itself (pymdownx.snippets), not
+    a copy of it."""
+    page = DRILLS_PAGE.read_text()
+    assert '--8<-- "experiments/results/drills-summary.md"' in page.splitlines()
+    assert "| drill | before |" not in page  # no table of its own
 
 
 def test_the_committed_run_kept_every_promise(committed: dict[str, Any]) -> None:

@@ -156,7 +156,7 @@ def test_each_redis_runs_its_own_configuration_and_users(
 
 def test_the_demo_secrets_are_only_in_the_dev_overlay() -> None:
     """Every Secret a workload reads exists in dev (the demo's); production has none of
-    them: its operators create their own (deploy/k8s/README.md)."""
+    them: its operators create their own (docs/run/kubernetes.md)."""
     by_overlay = {name: render(K8S / "overlays" / name).manifests for name in OVERLAYS}
     needed = set()
     for manifest in by_overlay["dev"]:
