@@ -42,6 +42,11 @@ logs: ## Follow the running stack's logs (Docker: S=service to pick one)
 
 restart: down up ## Stop, then start again
 
+.PHONY: verify-stack
+verify-stack: install ## What a user checks after `make up`, as one script (STACK=, SCENARIO= after make fault, AFTER_DOWN=1)
+	$(RUN) python -m stack.verify $(if $(STACK),--stack $(STACK)) \
+	  $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(AFTER_DOWN),--after-down)
+
 .PHONY: fault fault-clear
 fault: install ## Break the running stack on purpose: SCENARIO=slow-redis|chat-errors|cache-down|collector-down (none: list them)
 	$(RUN) python -m stack fault $(SCENARIO)
