@@ -5,7 +5,9 @@
 #   tools/build.sh otelcol jaeger  # only these
 #
 # Tools: otelcol prometheus (also promtool) jaeger victoria-logs composecheck kubernetes
-# (kube-apiserver, etcd and kubectl, for checks/k8s.py).
+# (kube-apiserver, etcd and kubectl, for checks/k8s.py), actionlint and gitleaks (for
+# checks/workflows.py and checks/secrets.py); on request only, trivy (the image scanner of
+# .github/workflows/security.yml: a large build that nothing here uses).
 # Every version is pinned in exactly one place: tools/<tool>/go.mod + go.sum (one small
 # module per tool, each with a `tool` directive, so the big dependency graphs never meet in
 # one MVS), and for the Collector otel-collector/builder-config.yaml, built by the OCB
@@ -24,7 +26,9 @@ TOOLS_DIR=$(realpath -m "${TOOLS_DIR:-$REPO/.tools}")
 BIN=$TOOLS_DIR/bin
 STAMPS=$TOOLS_DIR/stamps
 LOGS=$TOOLS_DIR/logs
-ALL_TOOLS=(otelcol prometheus jaeger victoria-logs composecheck kubernetes)
+ALL_TOOLS=(otelcol prometheus jaeger victoria-logs composecheck kubernetes actionlint gitleaks)
+# Built only when named.
+ON_REQUEST=(trivy)
 
 # Static binaries (as the upstream releases are); two build jobs; keep any GOFLAGS given.
 export CGO_ENABLED=0
@@ -57,6 +61,9 @@ tool_inputs() {
     victoria-logs) echo tools/victorialogs/go.mod tools/victorialogs/go.sum ;;
     composecheck) echo tools/composecheck/go.mod tools/composecheck/go.sum tools/composecheck/main.go ;;
     kubernetes) echo tools/kubernetes/go.mod tools/kubernetes/go.sum ;;
+    actionlint) echo tools/actionlint/go.mod tools/actionlint/go.sum ;;
+    gitleaks) echo tools/gitleaks/go.mod tools/gitleaks/go.sum ;;
+    trivy) echo tools/trivy/go.mod tools/trivy/go.sum ;;
     *) die "unknown tool '$1'" ;;
   esac
 }
@@ -133,6 +140,35 @@ build_kubernetes() {
   echo "kubernetes $k8s, etcd $etcd"
 }
 
+build_actionlint() {
+  # Stamped as upstream's release build does (.goreleaser.yaml): built as a dependency of
+  # this module, `actionlint -version` would otherwise print this module's "(devel)".
+  local mv
+  mv=$(module_version tools/actionlint github.com/rhysd/actionlint)
+  (cd "$REPO/tools/actionlint" && go build -trimpath \
+    -ldflags "-s -w -X github.com/rhysd/actionlint.version=$mv" \
+    -o "$BIN/actionlint" github.com/rhysd/actionlint/cmd/actionlint)
+}
+
+build_gitleaks() {
+  # The main package is the module's root; `gitleaks version` prints the stamped version.
+  local mv
+  mv=$(module_version tools/gitleaks github.com/zricethezav/gitleaks/v8)
+  (cd "$REPO/tools/gitleaks" && go build -trimpath \
+    -ldflags "-s -w -X github.com/zricethezav/gitleaks/v8/version.Version=$mv" \
+    -o "$BIN/gitleaks" github.com/zricethezav/gitleaks/v8)
+}
+
+build_trivy() {
+  # As upstream's release build does (goreleaser.yml): encoding/json/v2 is behind
+  # GOEXPERIMENT=jsonv2 in Go 1.26, and the version stamped for `trivy --version`.
+  local mv
+  mv=$(module_version tools/trivy github.com/aquasecurity/trivy)
+  (cd "$REPO/tools/trivy" && GOEXPERIMENT=jsonv2 go build -trimpath \
+    -ldflags "-s -w -X github.com/aquasecurity/trivy/pkg/version/app.ver=${mv#v}" \
+    -o "$BIN/trivy" github.com/aquasecurity/trivy/cmd/trivy)
+}
+
 build_composecheck() {
   (cd "$REPO/tools/composecheck" && go build -trimpath -o "$BIN/composecheck" .)
 }
@@ -146,7 +182,8 @@ up_to_date() { # TOOL HASH
 tools=("$@")
 [[ ${#tools[@]} -gt 0 ]] || tools=("${ALL_TOOLS[@]}")
 for tool in "${tools[@]}"; do
-  [[ " ${ALL_TOOLS[*]} " == *" $tool "* ]] || die "unknown tool '$tool' (known: ${ALL_TOOLS[*]})"
+  [[ " ${ALL_TOOLS[*]} ${ON_REQUEST[*]} " == *" $tool "* ]] ||
+    die "unknown tool '$tool' (known: ${ALL_TOOLS[*]} ${ON_REQUEST[*]})"
 done
 cd "$REPO"
 for tool in "${tools[@]}"; do
