@@ -178,7 +178,7 @@ run-%: install ## Run one service in the foreground on its port: run-gateway, ru
 ##@ Configs and native tools
 
 .PHONY: tools
-tools: ## Build the pinned native tools (Collector, Prometheus, Jaeger, VictoriaLogs, kube-apiserver) once
+tools: ## Build the pinned native tools (Collector, Prometheus, Jaeger, VictoriaLogs, kube-apiserver, actionlint, gitleaks) once
 	TOOLS_DIR=$(TOOLS_DIR) tools/build.sh
 
 .PHONY: test-go
@@ -186,7 +186,7 @@ test-go: ## Go tests: the native Collector's servicegraph stand-in
 	cd otel-collector/servicegraphconnector && go test ./...
 
 .PHONY: check dashboards
-check: install tools openssl ## Static checks: compose, Collector config, Prometheus rules, dashboards, Kubernetes manifests (real API server), the docs
+check: install tools openssl ## Static checks: compose, Collector config, Prometheus rules, dashboards, Kubernetes manifests (real API server), the docs, the workflows, secrets
 	TOOLS_DIR=$(TOOLS_DIR) PYTHON="$(RUN) python" checks/all.sh
 
 dashboards: install ## Regenerate the Grafana dashboards (JSON) with Grafana's SDK: deploy/grafana/generate.py
