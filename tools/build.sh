@@ -6,8 +6,9 @@
 #
 # Tools: otelcol prometheus (also promtool) jaeger victoria-logs composecheck kubernetes
 # (kube-apiserver, etcd and kubectl, for checks/k8s.py), actionlint and gitleaks (for
-# checks/workflows.py and checks/secrets.py); on request only, trivy (the image scanner of
-# .github/workflows/security.yml: a large build that nothing here uses).
+# checks/workflows.py and checks/secrets.py); on request only, for GitHub workflows and
+# nothing here: trivy (the image scanner of security.yml, a large build), kind and helm
+# (the cluster of k8s.yml).
 # Every version is pinned in exactly one place: tools/<tool>/go.mod + go.sum (one small
 # module per tool, each with a `tool` directive, so the big dependency graphs never meet in
 # one MVS), and for the Collector otel-collector/builder-config.yaml, built by the OCB
@@ -28,7 +29,7 @@ STAMPS=$TOOLS_DIR/stamps
 LOGS=$TOOLS_DIR/logs
 ALL_TOOLS=(otelcol prometheus jaeger victoria-logs composecheck kubernetes actionlint gitleaks)
 # Built only when named.
-ON_REQUEST=(trivy)
+ON_REQUEST=(trivy kind helm)
 
 # Static binaries (as the upstream releases are); two build jobs; keep any GOFLAGS given.
 export CGO_ENABLED=0
@@ -64,6 +65,8 @@ tool_inputs() {
     actionlint) echo tools/actionlint/go.mod tools/actionlint/go.sum ;;
     gitleaks) echo tools/gitleaks/go.mod tools/gitleaks/go.sum ;;
     trivy) echo tools/trivy/go.mod tools/trivy/go.sum ;;
+    kind) echo tools/kind/go.mod tools/kind/go.sum ;;
+    helm) echo tools/helm/go.mod tools/helm/go.sum ;;
     *) die "unknown tool '$1'" ;;
   esac
 }
@@ -167,6 +170,20 @@ build_trivy() {
   (cd "$REPO/tools/trivy" && GOEXPERIMENT=jsonv2 go build -trimpath \
     -ldflags "-s -w -X github.com/aquasecurity/trivy/pkg/version/app.ver=${mv#v}" \
     -o "$BIN/trivy" github.com/aquasecurity/trivy/cmd/trivy)
+}
+
+build_kind() {
+  # kind's version is in its source; so is the digest of the node image it starts.
+  (cd "$REPO/tools/kind" && go build -trimpath -ldflags "-s -w" -o "$BIN/kind" sigs.k8s.io/kind)
+}
+
+build_helm() {
+  # Stamped as upstream's Makefile does, for `helm version`.
+  local mv
+  mv=$(module_version tools/helm helm.sh/helm/v3)
+  (cd "$REPO/tools/helm" && go build -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$mv" \
+    -o "$BIN/helm" helm.sh/helm/v3/cmd/helm)
 }
 
 build_composecheck() {
