@@ -73,18 +73,18 @@ def main() -> int:
         return 1
     files = working_tree_files()
     findings = scan(files)
-    for finding in findings:
-        where = f"{finding['File']}:{finding['StartLine']}"
-        print(f"FAIL {where}: {finding['RuleID']} ({finding['Description']})", file=sys.stderr)
-    if findings:
-        print(
-            f"check_secrets: {len(findings)} finding(s). Remove the secret (and rotate it), or, "
-            "for a value that is not one, add `gitleaks:allow` and why on its line",
-            file=sys.stderr,
-        )
-        return 1
-    print(f"check_secrets: OK ({len(files)} files of the working tree, gitleaks, .gitleaks.toml)")
-    return 0
+    if not findings:
+        print(f"check_secrets: OK ({len(files)} files of the working tree, .gitleaks.toml)")
+        return 0
+    lines = [
+        f"FAIL {f['File']}:{f['StartLine']}: {f['RuleID']} ({f['Description']})" for f in findings
+    ]
+    lines.append(
+        f"check_secrets: {len(findings)} finding(s). Remove the secret (and rotate it), or, "
+        "for a value that is not one, add `gitleaks:allow` and why on its line"
+    )
+    print("\n".join(lines), file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -142,12 +142,11 @@ def main() -> int:
         problems.append(f"{RENOVATE.relative_to(REPO)}: {exc}")
     else:
         problems += renovate_problems(config)
-    for problem in problems:
-        print(f"FAIL {problem}", file=sys.stderr)
-    if problems:
-        return 1
-    print(f"check_workflows: OK ({len(files)} workflows, every action pinned; renovate.json)")
-    return 0
+    if not problems:
+        print(f"check_workflows: OK ({len(files)} workflows, every action pinned; renovate.json)")
+        return 0
+    print("\n".join(f"FAIL {problem}" for problem in problems), file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -472,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     skipped = [o.check for o in outcomes if o.passed is None]
     print(
         f"\nverify-stack: {len(outcomes) - len(failed) - len(skipped)} passed, "
-        f"{len(failed)} failed{', ' + ', '.join(failed) if failed else ''}, "
+        f"{len(failed)} failed{' (' + ', '.join(failed) + ')' if failed else ''}, "
         f"{len(skipped)} skipped"
     )
     return 1 if failed else 0

@@ -41,11 +41,15 @@ command -v go >/dev/null || die "go is not installed (Go >= 1.26 is needed)"
 mkdir -p "$BIN" "$STAMPS" "$LOGS"
 
 # inputs_hash TOOL FILE... : one hash over the named files' contents, TOOL's build recipe
-# (the build_TOOL function below) and the Go toolchain.
+# (the build_TOOL function below, and go_build_stamped where it uses it) and the Go
+# toolchain.
 inputs_hash() {
-  local tool=$1
+  local tool=$1 recipe
   shift
-  { go env GOVERSION GOOS GOARCH CGO_ENABLED; declare -f "build_$tool"; sha256sum "$@"; } |
+  recipe=$(declare -f "build_$tool")
+  # A recipe that builds through go_build_stamped: that function is part of it.
+  [[ $recipe == *go_build_stamped* ]] && recipe+=$(declare -f go_build_stamped)
+  { go env GOVERSION GOOS GOARCH CGO_ENABLED; echo "$recipe"; sha256sum "$@"; } |
     sha256sum | cut -d' ' -f1
 }
 
@@ -143,33 +147,32 @@ build_kubernetes() {
   echo "kubernetes $k8s, etcd $etcd"
 }
 
-build_actionlint() {
-  # Stamped as upstream's release build does (.goreleaser.yaml): built as a dependency of
-  # this module, `actionlint -version` would otherwise print this module's "(devel)".
+# go_build_stamped DIR MODULE VARIABLE PACKAGE BINARY: `go build` PACKAGE in tools/DIR into
+# $BIN/BINARY, the string VARIABLE (path.name) set to the version of MODULE that tools/DIR
+# pins, as the tool's own release build stamps it (built as a dependency of our module,
+# the tool would otherwise report this module's "(devel)" or its placeholder).
+go_build_stamped() {
   local mv
-  mv=$(module_version tools/actionlint github.com/rhysd/actionlint)
-  (cd "$REPO/tools/actionlint" && go build -trimpath \
-    -ldflags "-s -w -X github.com/rhysd/actionlint.version=$mv" \
-    -o "$BIN/actionlint" github.com/rhysd/actionlint/cmd/actionlint)
+  mv=$(module_version "tools/$1" "$2")
+  (cd "$REPO/tools/$1" && go build -trimpath -ldflags "-s -w -X $3=$mv" -o "$BIN/$5" "$4")
+}
+
+build_actionlint() {
+  go_build_stamped actionlint github.com/rhysd/actionlint github.com/rhysd/actionlint.version \
+    github.com/rhysd/actionlint/cmd/actionlint actionlint
 }
 
 build_gitleaks() {
-  # The main package is the module's root; `gitleaks version` prints the stamped version.
-  local mv
-  mv=$(module_version tools/gitleaks github.com/zricethezav/gitleaks/v8)
-  (cd "$REPO/tools/gitleaks" && go build -trimpath \
-    -ldflags "-s -w -X github.com/zricethezav/gitleaks/v8/version.Version=$mv" \
-    -o "$BIN/gitleaks" github.com/zricethezav/gitleaks/v8)
+  # The main package is the module's root.
+  go_build_stamped gitleaks github.com/zricethezav/gitleaks/v8 \
+    github.com/zricethezav/gitleaks/v8/version.Version github.com/zricethezav/gitleaks/v8 gitleaks
 }
 
 build_trivy() {
   # As upstream's release build does (goreleaser.yml): encoding/json/v2 is behind
-  # GOEXPERIMENT=jsonv2 in Go 1.26, and the version stamped for `trivy --version`.
-  local mv
-  mv=$(module_version tools/trivy github.com/aquasecurity/trivy)
-  (cd "$REPO/tools/trivy" && GOEXPERIMENT=jsonv2 go build -trimpath \
-    -ldflags "-s -w -X github.com/aquasecurity/trivy/pkg/version/app.ver=${mv#v}" \
-    -o "$BIN/trivy" github.com/aquasecurity/trivy/cmd/trivy)
+  # GOEXPERIMENT=jsonv2 in Go 1.26.
+  GOEXPERIMENT=jsonv2 go_build_stamped trivy github.com/aquasecurity/trivy \
+    github.com/aquasecurity/trivy/pkg/version/app.ver github.com/aquasecurity/trivy/cmd/trivy trivy
 }
 
 build_kind() {
@@ -178,12 +181,8 @@ build_kind() {
 }
 
 build_helm() {
-  # Stamped as upstream's Makefile does, for `helm version`.
-  local mv
-  mv=$(module_version tools/helm helm.sh/helm/v3)
-  (cd "$REPO/tools/helm" && go build -trimpath \
-    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$mv" \
-    -o "$BIN/helm" helm.sh/helm/v3/cmd/helm)
+  go_build_stamped helm helm.sh/helm/v3 helm.sh/helm/v3/internal/version.version \
+    helm.sh/helm/v3/cmd/helm helm
 }
 
 build_composecheck() {
