@@ -71,7 +71,7 @@ def zizmor() -> list[str]:
     if not binary.exists():
         return [f"{binary} missing (zizmor, a dev dependency): make install"]
     command = [str(binary), "--offline", "--persona", "pedantic", "--strict-collection"]
-    ok = run_tool([*command, "--no-progress", "--color", "never", "."])
+    ok = run_tool([*command, "--quiet", "--no-progress", "--color", "never", "."])
     return [] if ok else ["zizmor reported the findings above"]
 
 

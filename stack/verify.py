@@ -115,6 +115,9 @@ class Grafana:
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 return None
+            if exc.code == 400:  # a data source's failed health check: its JSON says why
+                with contextlib.suppress(ValueError):
+                    return json.loads(exc.read())
             raise CheckFailedError(f"Grafana answered {exc.code} for {path}") from exc
 
 
@@ -153,18 +156,20 @@ def dashboard_queries(variables: dict[str, str] = VARIABLES) -> list[tuple[str, 
 
 def grafana_problems(
     health_answer: Mapping[str, Any] | None,
-    datasource_health: Mapping[str, Mapping[str, Any] | None],
+    datasources: Mapping[str, tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]],
     dashboards: Mapping[str, Mapping[str, Any] | None],
 ) -> list[str]:
-    """What Grafana's answers show wrong: ``/api/health``, each provisioned data
-    source's ``/api/datasources/uid/<uid>/health``, each dashboard file's
-    ``/api/dashboards/uid/<uid>`` (None where Grafana answered 404)."""
+    """What Grafana's answers show wrong: ``/api/health``; for each provisioned data
+    source, ``/api/datasources/uid/<uid>`` and its ``/health``; for each dashboard
+    file, ``/api/dashboards/uid/<uid>`` (None where Grafana answered 404)."""
     problems = []
     if not health_answer or health_answer.get("database") != "ok":
         problems.append(f"/api/health: {health_answer}")
-    for uid, answer in sorted(datasource_health.items()):
-        if answer is None:
+    for uid, (definition, answer) in sorted(datasources.items()):
+        if definition is None:
             problems.append(f"data source {uid}: not provisioned")
+        elif answer is None:
+            problems.append(f"data source {uid}: no health check (is its plugin loaded?)")
         elif answer.get("status") != "OK":
             problems.append(f"data source {uid}: {answer.get('status')}: {answer.get('message')}")
     for uid, answer in sorted(dashboards.items()):
@@ -335,7 +340,13 @@ class Verification:
         def healthy() -> bool | None:
             problems[:] = grafana_problems(
                 grafana.get("/api/health"),
-                {uid: grafana.get(f"/api/datasources/uid/{uid}/health") for uid in uids},
+                {
+                    uid: (
+                        grafana.get(f"/api/datasources/uid/{uid}"),
+                        grafana.get(f"/api/datasources/uid/{uid}/health"),
+                    )
+                    for uid in uids
+                },
                 {uid: grafana.get(f"/api/dashboards/uid/{uid}") for uid in dashboards},
             )
             return None if problems else True

@@ -122,22 +122,28 @@ def test_after_down_reports_recorded_processes_and_busy_ports(tmp_path: Path) ->
     assert health.native_leftovers(None, Ports.free()) == []
 
 
+# Grafana 13's answers, trimmed to what the check reads: /api/datasources/uid/<uid>, and
+# its /health (200 with status OK; 400 with status ERROR and why, when it fails).
+TEMPO = {"uid": "tempo", "type": "tempo", "url": "http://tempo:3200"}
+HEALTHY = {"status": "OK", "message": "Data source successfully connected."}
+
+
 def test_grafana_healthy_with_every_data_source_and_dashboard() -> None:
-    assert grafana_problems({"database": "ok"}, {"tempo": {"status": "OK"}}, {"d": {}}) == []
+    dashboards = {"otel-chat-services": {"dashboard": {"uid": "otel-chat-services"}}}
+    assert grafana_problems({"database": "ok"}, {"tempo": (TEMPO, HEALTHY)}, dashboards) == []
 
 
 def test_grafana_problems_name_what_is_wrong() -> None:
+    failed = {"status": "ERROR", "message": "dial tcp: lookup tempo: no such host"}
     problems = grafana_problems(
         {"database": "failing"},
-        {
-            "tempo": {"status": "ERROR", "message": "dial tcp: lookup tempo: no such host"},
-            "loki": None,
-        },
+        {"tempo": (TEMPO, failed), "loki": (None, None), "prometheus": ({"uid": "p"}, None)},
         {"otel-chat-services": None},
     )
     assert problems == [
         "/api/health: {'database': 'failing'}",
         "data source loki: not provisioned",
+        "data source prometheus: no health check (is its plugin loaded?)",
         "data source tempo: ERROR: dial tcp: lookup tempo: no such host",
         "dashboard otel-chat-services: not provisioned",
     ]
