@@ -20,7 +20,7 @@ action is pinned by commit, and Renovate's configuration reaches every pin.
    pin of .env, both UV_VERSION lines and every component of the Collector's builder
    manifest, so that none of them goes stale unseen.
 
-Exit status 0 when all pass, 1 otherwise.
+Exit status 0 when all pass, 1 otherwise. Standard library and PyYAML.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO / ".github" / "workflows"
@@ -75,15 +78,29 @@ def zizmor() -> list[str]:
     return [] if ok else ["zizmor reported the findings above"]
 
 
+def used_actions(workflow: Any) -> set[str]:
+    """Every `uses:` of a workflow's jobs (reusable workflows) and steps (actions); a
+    `uses:` in a block of text, such as CodeQL's config, is none of these."""
+    jobs = (workflow or {}).get("jobs") or {}
+    used = {str(job["uses"]) for job in jobs.values() if "uses" in job}
+    steps = (step for job in jobs.values() for step in job.get("steps") or [])
+    return used | {str(step["uses"]) for step in steps if "uses" in step}
+
+
 def pin_problems(files: list[Path]) -> list[str]:
     """Remote actions not pinned by commit with their version beside it, and
-    repositories pinned to more than one commit."""
+    repositories pinned to more than one commit. The YAML says what is used; its
+    lines say what is beside each (a comment, which YAML drops)."""
     problems = []
     pins: dict[str, set[str]] = {}
     for path in files:
-        for number, line in enumerate(path.read_text().splitlines(), 1):
+        text = path.read_text()
+        used = used_actions(yaml.safe_load(text))
+        for number, line in enumerate(text.splitlines(), 1):
             match = USES.match(line)
-            if match is None or match["ref"].startswith(("./", "docker://")):
+            if match is None or match["ref"] not in used:
+                continue
+            if match["ref"].startswith(("./", "docker://")):
                 continue
             where = f"{path.relative_to(REPO)}:{number}"
             pinned = PINNED.match(match["ref"])

@@ -97,3 +97,13 @@ def test_a_pin_no_renovate_manager_matches_is_reported(tmp_path: Path) -> None:
     assert "Makefile: no Renovate manager updates 'UV_VERSION := 0.13.9'" in renovate_problems(
         config, tmp_path
     )
+
+
+def test_a_uses_in_a_block_of_text_is_not_an_action(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CodeQL's `config:` names its query suites with `uses:` too."""
+    path = workflow(tmp_path, monkeypatch, f"github/codeql-action/init@{SHA} # v4.36.2")
+    config = "        with:\n          config: |\n            queries:\n"
+    path.write_text(path.read_text() + config + "              - uses: security-extended\n")
+    assert pin_problems([path]) == []
