@@ -42,6 +42,11 @@ logs: ## Follow the running stack's logs (Docker: S=service to pick one)
 
 restart: down up ## Stop, then start again
 
+.PHONY: verify-stack
+verify-stack: install ## What a user checks after `make up`, as one script (STACK=, SCENARIO= after make fault, AFTER_DOWN=1)
+	$(RUN) python -m stack.verify $(if $(STACK),--stack $(STACK)) \
+	  $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(AFTER_DOWN),--after-down)
+
 .PHONY: fault fault-clear
 fault: install ## Break the running stack on purpose: SCENARIO=slow-redis|chat-errors|cache-down|collector-down (none: list them)
 	$(RUN) python -m stack fault $(SCENARIO)
@@ -173,7 +178,7 @@ run-%: install ## Run one service in the foreground on its port: run-gateway, ru
 ##@ Configs and native tools
 
 .PHONY: tools
-tools: ## Build the pinned native tools (Collector, Prometheus, Jaeger, VictoriaLogs, kube-apiserver) once
+tools: ## Build the pinned native tools (Collector, Prometheus, Jaeger, VictoriaLogs, kube-apiserver, actionlint, gitleaks) once
 	TOOLS_DIR=$(TOOLS_DIR) tools/build.sh
 
 .PHONY: test-go
@@ -181,7 +186,7 @@ test-go: ## Go tests: the native Collector's servicegraph stand-in
 	cd otel-collector/servicegraphconnector && go test ./...
 
 .PHONY: check dashboards
-check: install tools openssl ## Static checks: compose, Collector config, Prometheus rules, dashboards, Kubernetes manifests (real API server), the docs
+check: install tools openssl ## Static checks: compose, Collector config, Prometheus rules, dashboards, Kubernetes manifests (real API server), the docs, the workflows, secrets
 	TOOLS_DIR=$(TOOLS_DIR) PYTHON="$(RUN) python" checks/all.sh
 
 dashboards: install ## Regenerate the Grafana dashboards (JSON) with Grafana's SDK: deploy/grafana/generate.py

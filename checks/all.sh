@@ -44,10 +44,24 @@
 #                included result files, repository paths named in pages), loads nothing
 #                from another host, and README.md's links, paths and `make` targets
 #                exist (checks/docs.py)
+#   workflows    the GitHub workflows: actionlint (with ShellCheck over their scripts)
+#                and zizmor (offline, pedantic) find nothing, every action is pinned by
+#                commit with its version beside it, and Renovate's configuration reaches
+#                every pin of .env and the Collector's manifest (checks/workflows.py)
+#   secrets      gitleaks finds no secret in the working tree (tracked files and new
+#                ones not ignored; .gitleaks.toml allows the demo's own credentials)
+#                (checks/secrets.py)
+#   npm-audit    no advisory for web/package-lock.json (`npm audit`), where npm is
+#                installed and the registry answers; skipped, saying why, elsewhere
+#                (checks/npm_audit.py)
+# (ruff's security rules, S, run in `make lint`; the scanners that need vulnerability
+# databases run in .github/workflows/security.yml.)
 #
 # A check whose tool is missing counts as failed, and says which tool to build. Set
 # CHECK_ALLOW_MISSING=1 to report such checks as skipped instead (e.g. before the
-# first `make tools`). Environment: TOOLS_DIR (default .tools), PROMTOOL, PYTHON.
+# first `make tools`). A check that exits 77 (automake's convention) could not run here
+# and has said why: it is reported as skipped. Environment: TOOLS_DIR (default .tools),
+# PROMTOOL, PYTHON.
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -65,11 +79,13 @@ check() {
   local name=$1
   shift
   printf '\n==> %s: %s\n' "$name" "$*"
-  if "$@"; then
-    passed+=("$name")
-  else
-    failed+=("$name")
-  fi
+  local rc=0
+  "$@" || rc=$?
+  case $rc in
+    0) passed+=("$name") ;;
+    77) skipped+=("$name") ;;
+    *) failed+=("$name") ;;
+  esac
 }
 
 # missing NAME WHAT HOW : record a check that cannot run.
@@ -160,6 +176,18 @@ else
 fi
 check k8s-helm "${PY[@]}" -m checks.k8s_helm
 check docs "${PY[@]}" -m checks.docs
+
+if have "$BIN/actionlint"; then
+  check workflows "${PY[@]}" -m checks.workflows
+else
+  missing workflows "$BIN/actionlint" "tools/build.sh actionlint"
+fi
+if have "$BIN/gitleaks"; then
+  check secrets "${PY[@]}" -m checks.secrets
+else
+  missing secrets "$BIN/gitleaks" "tools/build.sh gitleaks"
+fi
+check npm-audit "${PY[@]}" -m checks.npm_audit
 
 printf '\n==> summary: %d passed, %d failed, %d skipped\n' "${#passed[@]}" "${#failed[@]}" "${#skipped[@]}"
 for name in "${failed[@]}"; do printf '    FAILED  %s\n' "$name"; done

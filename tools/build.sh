@@ -5,7 +5,10 @@
 #   tools/build.sh otelcol jaeger  # only these
 #
 # Tools: otelcol prometheus (also promtool) jaeger victoria-logs composecheck kubernetes
-# (kube-apiserver, etcd and kubectl, for checks/k8s.py).
+# (kube-apiserver, etcd and kubectl, for checks/k8s.py), actionlint and gitleaks (for
+# checks/workflows.py and checks/secrets.py); on request only, for GitHub workflows and
+# nothing here: trivy (the image scanner of security.yml, a large build), kind and helm
+# (the cluster of k8s.yml).
 # Every version is pinned in exactly one place: tools/<tool>/go.mod + go.sum (one small
 # module per tool, each with a `tool` directive, so the big dependency graphs never meet in
 # one MVS), and for the Collector otel-collector/builder-config.yaml, built by the OCB
@@ -24,7 +27,9 @@ TOOLS_DIR=$(realpath -m "${TOOLS_DIR:-$REPO/.tools}")
 BIN=$TOOLS_DIR/bin
 STAMPS=$TOOLS_DIR/stamps
 LOGS=$TOOLS_DIR/logs
-ALL_TOOLS=(otelcol prometheus jaeger victoria-logs composecheck kubernetes)
+ALL_TOOLS=(otelcol prometheus jaeger victoria-logs composecheck kubernetes actionlint gitleaks)
+# Built only when named.
+ON_REQUEST=(trivy kind helm)
 
 # Static binaries (as the upstream releases are); two build jobs; keep any GOFLAGS given.
 export CGO_ENABLED=0
@@ -36,11 +41,15 @@ command -v go >/dev/null || die "go is not installed (Go >= 1.26 is needed)"
 mkdir -p "$BIN" "$STAMPS" "$LOGS"
 
 # inputs_hash TOOL FILE... : one hash over the named files' contents, TOOL's build recipe
-# (the build_TOOL function below) and the Go toolchain.
+# (the build_TOOL function below, and go_build_stamped where it uses it) and the Go
+# toolchain.
 inputs_hash() {
-  local tool=$1
+  local tool=$1 recipe
   shift
-  { go env GOVERSION GOOS GOARCH CGO_ENABLED; declare -f "build_$tool"; sha256sum "$@"; } |
+  recipe=$(declare -f "build_$tool")
+  # A recipe that builds through go_build_stamped: that function is part of it.
+  [[ $recipe == *go_build_stamped* ]] && recipe+=$(declare -f go_build_stamped)
+  { go env GOVERSION GOOS GOARCH CGO_ENABLED; echo "$recipe"; sha256sum "$@"; } |
     sha256sum | cut -d' ' -f1
 }
 
@@ -57,6 +66,11 @@ tool_inputs() {
     victoria-logs) echo tools/victorialogs/go.mod tools/victorialogs/go.sum ;;
     composecheck) echo tools/composecheck/go.mod tools/composecheck/go.sum tools/composecheck/main.go ;;
     kubernetes) echo tools/kubernetes/go.mod tools/kubernetes/go.sum ;;
+    actionlint) echo tools/actionlint/go.mod tools/actionlint/go.sum ;;
+    gitleaks) echo tools/gitleaks/go.mod tools/gitleaks/go.sum ;;
+    trivy) echo tools/trivy/go.mod tools/trivy/go.sum ;;
+    kind) echo tools/kind/go.mod tools/kind/go.sum ;;
+    helm) echo tools/helm/go.mod tools/helm/go.sum ;;
     *) die "unknown tool '$1'" ;;
   esac
 }
@@ -133,6 +147,44 @@ build_kubernetes() {
   echo "kubernetes $k8s, etcd $etcd"
 }
 
+# go_build_stamped DIR MODULE VARIABLE PACKAGE BINARY: `go build` PACKAGE in tools/DIR into
+# $BIN/BINARY, the string VARIABLE (path.name) set to the version of MODULE that tools/DIR
+# pins, as the tool's own release build stamps it (built as a dependency of our module,
+# the tool would otherwise report this module's "(devel)" or its placeholder).
+go_build_stamped() {
+  local mv
+  mv=$(module_version "tools/$1" "$2")
+  (cd "$REPO/tools/$1" && go build -trimpath -ldflags "-s -w -X $3=$mv" -o "$BIN/$5" "$4")
+}
+
+build_actionlint() {
+  go_build_stamped actionlint github.com/rhysd/actionlint github.com/rhysd/actionlint.version \
+    github.com/rhysd/actionlint/cmd/actionlint actionlint
+}
+
+build_gitleaks() {
+  # The main package is the module's root.
+  go_build_stamped gitleaks github.com/zricethezav/gitleaks/v8 \
+    github.com/zricethezav/gitleaks/v8/version.Version github.com/zricethezav/gitleaks/v8 gitleaks
+}
+
+build_trivy() {
+  # As upstream's release build does (goreleaser.yml): encoding/json/v2 is behind
+  # GOEXPERIMENT=jsonv2 in Go 1.26.
+  GOEXPERIMENT=jsonv2 go_build_stamped trivy github.com/aquasecurity/trivy \
+    github.com/aquasecurity/trivy/pkg/version/app.ver github.com/aquasecurity/trivy/cmd/trivy trivy
+}
+
+build_kind() {
+  # kind's version is in its source; so is the digest of the node image it starts.
+  (cd "$REPO/tools/kind" && go build -trimpath -ldflags "-s -w" -o "$BIN/kind" sigs.k8s.io/kind)
+}
+
+build_helm() {
+  go_build_stamped helm helm.sh/helm/v3 helm.sh/helm/v3/internal/version.version \
+    helm.sh/helm/v3/cmd/helm helm
+}
+
 build_composecheck() {
   (cd "$REPO/tools/composecheck" && go build -trimpath -o "$BIN/composecheck" .)
 }
@@ -146,7 +198,8 @@ up_to_date() { # TOOL HASH
 tools=("$@")
 [[ ${#tools[@]} -gt 0 ]] || tools=("${ALL_TOOLS[@]}")
 for tool in "${tools[@]}"; do
-  [[ " ${ALL_TOOLS[*]} " == *" $tool "* ]] || die "unknown tool '$tool' (known: ${ALL_TOOLS[*]})"
+  [[ " ${ALL_TOOLS[*]} ${ON_REQUEST[*]} " == *" $tool "* ]] ||
+    die "unknown tool '$tool' (known: ${ALL_TOOLS[*]} ${ON_REQUEST[*]})"
 done
 cd "$REPO"
 for tool in "${tools[@]}"; do

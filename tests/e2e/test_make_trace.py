@@ -5,31 +5,22 @@ session's stack through ``STACK_RUN_DIR`` (the stack's recorded ports).
 """
 
 import json
-import os
 import subprocess
-import sys
 import uuid
 
 import pytest
 
 from services import registry
 from stack.backends import Backends
-from stack.native import REPO, NativeStack
+from stack.native import NativeStack
+from tests.support.processes import run_on_stack
 from traces.otlp_json import flatten
 from traces.stores import victorialogs_lines
 from traces.waterfall import redis_commands
 
 
 def make_trace(stack: NativeStack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "traces", *args],
-        cwd=REPO,
-        env={**os.environ, "STACK_RUN_DIR": str(stack.run_dir)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_on_stack(stack.run_dir, "traces", *args)
 
 
 @pytest.fixture(scope="module")

@@ -1,18 +1,18 @@
 """Prometheus holds every metric the dashboards and alerts are built on."""
 
-import json
 import time
 from typing import Any
 
 import pytest
 import yaml
 
-from checks.grafana import substitute, walk_panels
+from checks.grafana import substitute
 from deploy.grafana.generate import without_zero_fallback
 from services import registry
 from stack.backends import Backends
 from stack.native import REPO
 from stack.processes import wait_until
+from stack.verify import dashboard_queries
 from tests.e2e.conftest import Traffic
 from traces.trace_id import full_trace_id
 
@@ -91,9 +91,6 @@ def test_exemplars_lead_to_traces_in_jaeger(backends: Backends, traffic: Traffic
 
 # --- Every query a dashboard panel runs returns data -------------------------------------
 
-DASHBOARDS = sorted((REPO / "deploy/grafana/dashboards").glob("*.json"))
-# Grafana's variables, as a user first opening a dashboard has them: every service.
-VARIABLES = {"service": ".*", "trace_id": ".*", "search": ""}
 # Failure counters that a healthy Collector never creates and that this run cannot make
 # fail without breaking the pipeline the other tests use (an exporter whose backend
 # rejects or stalls). Their names are those of alert OtelCollectorDroppingData, which
@@ -102,24 +99,19 @@ NO_REAL_FAILURES = ("otelcol_exporter_send_failed_", "otelcol_exporter_enqueue_f
 
 
 def _panel_queries() -> list[tuple[str, str]]:
-    """Every PromQL query of every panel; a query that reads 0 where a failure counter
-    does not exist yet (gen_dashboards.or_zero) once more without that fallback, so
-    the fallback's 0 cannot pass for data of the failures themselves."""
+    """Every PromQL query of every panel (as `make verify-stack` runs them: Grafana's
+    variables as a user first opening the dashboard has them); a query that reads 0
+    where a failure counter does not exist yet (gen_dashboards.or_zero) once more
+    without that fallback, so the fallback's 0 cannot pass for data of the failures
+    themselves."""
     queries = []
-    for path in DASHBOARDS:
-        dashboard = json.loads(path.read_text())
-        for panel in walk_panels(dashboard.get("panels", [])):
-            for target in panel.get("targets", []):
-                datasource = target.get("datasource") or panel.get("datasource") or {}
-                if datasource.get("uid") == "prometheus" and target.get("expr"):
-                    where = f"{path.stem}: {panel['title']} {target['refId']}"
-                    expr = substitute(target["expr"], VARIABLES)
-                    queries.append((where, expr))
-                    failures_only = without_zero_fallback(expr)
-                    if failures_only is not None and not any(
-                        name in failures_only for name in NO_REAL_FAILURES
-                    ):
-                        queries.append((f"{where} (failures only)", failures_only))
+    for where, expr in dashboard_queries():
+        queries.append((where, expr))
+        failures_only = without_zero_fallback(expr)
+        if failures_only is not None and not any(
+            name in failures_only for name in NO_REAL_FAILURES
+        ):
+            queries.append((f"{where} (failures only)", failures_only))
     return queries
 
 

@@ -30,9 +30,8 @@ async def test_no_secret_in_spans_logs_or_metrics(
     for path, body in (("/chat", {"message": "hello"}), ("/chat", {"message": "x" * 3000})):
         response = await chain.gateway.post(path, json=body, headers=SECRETS)
         assert response.status_code in (200, 422)
-    response = await chain.gateway.post(
-        "/chat", json={"message": "hi"}, headers={**SECRETS, "X-API-Key": "wrong-key-789"}
-    )
+    wrong_key = {**SECRETS, "X-API-Key": "wrong-key-789"}  # gitleaks:allow (wrong on purpose)
+    response = await chain.gateway.post("/chat", json={"message": "hi"}, headers=wrong_key)
     assert response.status_code == 401
 
     recorded: list[str] = []

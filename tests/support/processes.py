@@ -1,5 +1,8 @@
 """Real processes for tests: started, awaited (deadlines, no sleeps), always stopped."""
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,3 +29,19 @@ def running(
         yield
     finally:
         stop_pid(process.pid)
+
+
+def run_on_stack(
+    run_dir: Path, module: str, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``python -m MODULE ARGS`` as the Makefile runs it (``make trace``, ``make fault``,
+    ``make verify-stack``), pointed at the native stack recorded in ``run_dir``."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        env={**os.environ, "STACK_RUN_DIR": str(run_dir)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
